@@ -1,0 +1,3 @@
+from gpuhive.cli.main import run
+
+run()

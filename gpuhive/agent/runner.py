@@ -1,0 +1,82 @@
+"""The agent on a friend's box: embedded SSH server + the link home + heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict
+from typing import Any
+
+from gpuhive.agent.state import AgentHome, AgentIdentity
+from gpuhive.config import Settings
+from gpuhive.core.model import AgentState
+from gpuhive.fsutil import write_json
+from gpuhive.probe import probe_hardware
+from gpuhive.transport import keys
+from gpuhive.transport.agent_link import AgentLink, LinkStatus, LinkTarget
+from gpuhive.transport.embedded_server import start_embedded_server
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, home: AgentHome, settings: Settings) -> None:
+        self.home = home
+        self.settings = settings
+        self.identity = AgentIdentity.load(home)
+        self.node_key = keys.load_key(home.node_key)
+        self.host_key = keys.load_key(home.embedded_host_key)
+        self.state = AgentState.AVAILABLE
+        self.link: AgentLink | None = None
+        self.embedded_port = 0
+
+    async def heartbeat_payload(self) -> dict[str, Any]:
+        hw = await asyncio.to_thread(probe_hardware)
+        return {"state": self.state.value, "hardware": hw.to_dict(), "jobs": [], "models": []}
+
+    def _write_status(self, status: LinkStatus) -> None:
+        data = {**asdict(status), "pid": os.getpid(), "node_id": self.identity.node_id,
+                "name": self.identity.name, "controller": f"{self.identity.controller_host}:"
+                f"{self.identity.controller_port}", "embedded_port": self.embedded_port,
+                "updated_at": time.time()}
+        with contextlib.suppress(OSError):
+            write_json(self.home.status_file, data, private=False)
+
+    async def run(self) -> None:
+        acceptor, self.embedded_port = await start_embedded_server(
+            self.host_key, self.identity.controller_client_key)
+        ident = self.identity
+        self.link = AgentLink(
+            LinkTarget(ident.controller_host, ident.controller_port, ident.node_id,
+                       ident.forward_port, ident.controller_host_key),
+            self.node_key, self.embedded_port, self.settings,
+            heartbeat=self.heartbeat_payload, on_status=self._write_status)
+        self.home.pid_file.write_text(f"{os.getpid()}\n")
+        self._write_status(self.link.status)
+        log.info("agent %s up: embedded server 127.0.0.1:%s, dialing %s:%s", ident.name,
+                 self.embedded_port, ident.controller_host, ident.controller_port)
+        try:
+            await self.link.run()
+        finally:
+            acceptor.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.home.pid_file.unlink()
+            status = self.link.status
+            status.connected = False
+            status.last_error = "agent stopped"
+            self._write_status(status)
+
+
+async def serve(home: AgentHome, settings: Settings) -> None:
+    """Run the agent until SIGINT/SIGTERM."""
+    agent = Agent(home, settings)
+    task = asyncio.ensure_future(agent.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

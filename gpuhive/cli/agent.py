@@ -1,0 +1,122 @@
+"""`gpuhive enroll` and `gpuhive agent`: the friend's side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from gpuhive.agent import runner
+from gpuhive.agent.enroll import enroll as do_enroll
+from gpuhive.agent.state import AgentHome, AgentIdentity
+from gpuhive.cli import common
+from gpuhive.cli.render import age, out, print_json
+from gpuhive.errors import CommandFailed, StateError
+
+app = typer.Typer(help="Run or inspect this machine's agent.")
+
+
+def enroll(
+    token: str = typer.Argument(..., help="join token from the owner's `gpuhive invite`"),
+    name: str = typer.Option("", help="node name (default: this machine's hostname)"),
+    service: bool = typer.Option(False, "--service", help="install and start a systemd user "
+                                 "unit instead of running in the foreground"),
+    no_start: bool = typer.Option(False, "--no-start", help="enroll only; start later with "
+                                  "`gpuhive agent`"),
+) -> None:
+    """Join a hive: verify the controller, register this machine, then run the agent."""
+    root = common.home()
+    settings = common.settings()
+    ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout))
+    out.print(f"enrolled as {ident.name} ({ident.node_id}) with controller "
+              f"{ident.controller_host}:{ident.controller_port}")
+    if service:
+        install_service(root)
+        return
+    if no_start:
+        out.print("start the agent with `gpuhive agent`")
+        return
+    _run_foreground(root)
+
+
+@app.callback(invoke_without_command=True)
+def agent(ctx: typer.Context) -> None:
+    """Run the agent in the foreground from the state stored by `gpuhive enroll`."""
+    if ctx.invoked_subcommand is None:
+        _run_foreground(common.home())
+
+
+@app.command()
+def status(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """Whether the agent runs and is connected to the controller, and since when."""
+    home = AgentHome(common.home())
+    ident = AgentIdentity.load(home)
+    try:
+        st = json.loads(home.status_file.read_text())
+    except (OSError, ValueError):
+        st = {}
+    pid = st.get("pid")
+    running = bool(pid) and _alive(int(pid))
+    connected = running and bool(st.get("connected"))
+    data = {"node_id": ident.node_id, "name": ident.name, "running": running,
+            "connected": connected, "since": st.get("since"),
+            "controller": f"{ident.controller_host}:{ident.controller_port}",
+            "last_error": st.get("last_error", ""), "pid": pid if running else None}
+    if json_out:
+        print_json(data)
+    elif not running:
+        out.print(f"agent {ident.name} is not running (start it with `gpuhive agent`)")
+    elif connected:
+        out.print(f"agent {ident.name} connected to {data['controller']} since "
+                  f"{age(data['since'])}")
+    else:
+        out.print(f"agent {ident.name} running but disconnected since {age(data['since'])}: "
+                  f"{data['last_error'] or 'connecting'}")
+    raise typer.Exit(0 if connected else 1)
+
+
+def _run_foreground(root: Path) -> None:
+    from gpuhive.cli.main import setup_logging
+    setup_logging(daemon=True)
+    asyncio.run(runner.serve(AgentHome(root), common.settings()))
+
+
+def install_service(root: Path) -> None:
+    if not shutil.which("systemctl"):
+        raise StateError("systemctl is not available, so no systemd unit can be installed",
+                         hint="run `gpuhive agent` under your own supervisor instead")
+    template = resources.files("gpuhive").joinpath("templates/gpuhive-agent.service")
+    unit = template.read_text().format(python=sys.executable, home=root)
+    unit_dir = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / \
+        "systemd" / "user"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    (unit_dir / "gpuhive-agent.service").write_text(unit)
+    for argv in (["systemctl", "--user", "daemon-reload"],
+                 ["systemctl", "--user", "enable", "--now", "gpuhive-agent.service"]):
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CommandFailed(argv, proc.returncode, proc.stdout + proc.stderr,
+                                hint="is a systemd user session running? (`loginctl "
+                                     "enable-linger $USER`)")
+    out.print(f"agent installed as a systemd user unit ({unit_dir / 'gpuhive-agent.service'})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+

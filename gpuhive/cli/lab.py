@@ -1,0 +1,65 @@
+"""`gpuhive lab up|down|status`: a whole hive on this one machine, for demos and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gpuhive.cli.render import nodes_table, out, print_json
+from gpuhive.lab import hive
+from gpuhive.lab.netns import lab_prefixes, teardown
+
+app = typer.Typer(help="An emulated hive on this machine: NAT'd friends in network "
+                  "namespaces (as root) or local processes (otherwise).")
+
+DirOpt = typer.Option(hive.DEFAULT_DIR, "--dir", help="lab directory (env GPUHIVE_LAB_DIR)")
+
+
+@app.command()
+def up(
+    nodes: int = typer.Option(3, "--nodes", "-n", help="number of friend hosts"),
+    bandwidth: str = typer.Option(None, help="shape each friend's link, e.g. 20mbit"),
+    mtu: int = typer.Option(None, help="MTU of the lab's internet links"),
+    heartbeat_interval: float = typer.Option(1.0, help="seconds between heartbeats"),
+    loopback: bool = typer.Option(False, help="no namespaces, even as root"),
+    lab_dir: Path = DirOpt,
+) -> None:
+    """Build the lab, start a controller and enroll every friend; wait until all are online."""
+    with out.status(f"building a lab with {nodes} friend(s)…"):
+        lab = hive.up(hive.LabOptions(friends=nodes, bandwidth=bandwidth, mtu=mtu,
+                                      heartbeat_interval=heartbeat_interval,
+                                      loopback=loopback), lab_dir)
+    out.print(f"lab {lab.state.prefix} up ({lab.state.mode}), {nodes} node(s) online")
+    out.print(f"use it with:  export GPUHIVE_HOME={lab.controller_home}")
+
+
+@app.command()
+def down(
+    lab_dir: Path = DirOpt,
+    all_: bool = typer.Option(False, "--all", help="also remove stray lab namespaces of "
+                              "earlier runs"),
+) -> None:
+    """Stop every lab process; remove its namespaces and files. Safe to repeat."""
+    removed = hive.down(lab_dir)
+    if all_:
+        for prefix in lab_prefixes():
+            removed += [f"namespace {ns}" for ns in teardown(prefix)]
+    out.print(f"lab down: removed {len(removed)} object(s)" if removed else "no lab running")
+
+
+@app.command()
+def status(lab_dir: Path = DirOpt,
+           json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """The lab's hosts, processes and nodes."""
+    lab = hive.load(lab_dir)
+    nodes = lab.nodes()
+    if json_out:
+        print_json({**lab.state.to_dict(), "nodes": nodes})
+        return
+    out.print(f"lab {lab.state.prefix} ({lab.state.mode}) in {lab.dir}")
+    for h in lab.state.hosts:
+        out.print(f"  {h.name:<9} {h.namespace or '-':<12} {h.address:<14} public "
+                  f"{h.public_address}")
+    out.print(nodes_table(nodes))

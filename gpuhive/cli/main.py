@@ -1,0 +1,57 @@
+"""The `gpuhive` command. Only here do errors become exit codes and one readable line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from gpuhive import __version__
+from gpuhive.cli import agent, controller, invite, lab, nodes
+from gpuhive.cli.render import err
+from gpuhive.errors import GpuhiveError
+
+app = typer.Typer(
+    name="gpuhive", no_args_is_help=True, add_completion=False,
+    help="Pool friends' GPU machines behind NAT into one hive.\n\n"
+         "Owner: `gpuhive init`, `gpuhive up -d`, `gpuhive invite --name alice`, "
+         "`gpuhive nodes`. Friend: `gpuhive enroll TOKEN`.",
+    pretty_exceptions_enable=False)
+app.command()(controller.init)
+app.command()(controller.up)
+app.command()(controller.down)
+app.command()(controller.status)
+app.command()(agent.enroll)
+app.add_typer(invite.app, name="invite")
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(agent.app, name="agent")
+app.add_typer(lab.app, name="lab")
+
+
+@app.command()
+def version() -> None:
+    """Print the gpuhive version."""
+    print(__version__)
+
+
+def setup_logging(daemon: bool = False) -> None:
+    level = os.environ.get("GPUHIVE_LOG", "INFO" if daemon else "WARNING").upper()
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # asyncssh logs every channel at INFO; only its warnings matter to a user
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run() -> None:
+    try:
+        app()
+    except GpuhiveError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", markup=True)
+        if exc.hint:
+            err.print(f"  hint: {exc.hint}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

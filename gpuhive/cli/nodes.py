@@ -1,0 +1,116 @@
+"""`gpuhive nodes`: list, inspect, remove, add and run commands on nodes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from gpuhive.cli import common
+from gpuhive.cli.render import age, gib, nodes_table, out, print_json, status_text
+
+app = typer.Typer(help="The machines in the hive.")
+
+
+@app.callback(invoke_without_command=True)
+def list_(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+    all_: bool = typer.Option(False, "--all", help="include removed nodes"),
+) -> None:
+    """List every node: status, hardware, last heartbeat."""
+    if ctx.invoked_subcommand is not None:
+        return
+    nodes = common.admin("nodes.list", {"include_removed": all_})
+    if json_out:
+        print_json(nodes)
+        return
+    if not nodes:
+        out.print("no nodes yet: invite a friend with `gpuhive invite --name NAME`")
+        return
+    out.print(nodes_table(nodes))
+
+
+@app.command()
+def show(name: str, json_out: bool = typer.Option(False, "--json", help="machine-readable "
+                                                  "output")) -> None:
+    """One node in detail, with its history (registered, online, degraded, offline…)."""
+    n = common.admin("nodes.show", {"name": name})
+    if json_out:
+        print_json(n)
+        return
+    hw = n.get("hardware") or {}
+    out.print(f"[bold]{n['name']}[/bold] ({n['id']}, {n['kind']}) {status_text(n['status'])}"
+              f" {n['status_reason']}")
+    out.print(f"  hostname {n['hostname'] or '-'} · connected {n['connected']} · from "
+              f"{n['public_addr'] or n['address'] or '-'} · last heartbeat "
+              f"{age(n['last_heartbeat'])}")
+    cpu = hw.get("cpu") or {}
+    out.print(f"  cpu {cpu.get('cores', '?')} cores {cpu.get('model', '')} · ram "
+              f"{gib(hw.get('memory_total_mib'))} · {hw.get('os', '')}")
+    for g in hw.get("gpus") or []:
+        out.print(f"  gpu{g['index']} {g['name']} {gib(g['memory_total_mib'])} "
+                  f"({gib(g.get('memory_used_mib'))} used)")
+    out.print("  history:")
+    for e in n["events"][-20:]:
+        out.print(f"    {age(e['at']):>10}  {e['event']:<13} {e['detail']}")
+
+
+@app.command()
+def rm(name: str) -> None:
+    """Remove a node: its sessions close, its forward goes, its key stops working at once."""
+    r = common.admin("nodes.remove", {"name": name})
+    out.print(f"node {r['name']} removed ({r['closed_links']} link(s) closed)")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec(  # noqa: A001 - the subcommand is called exec
+    target: str = typer.Argument(..., help="node name, comma-separated names, or 'all'"),
+    command: list[str] = typer.Argument(..., help="the command, after `--`"),
+    fresh: bool = typer.Option(False, "--fresh", help="open new sessions instead of reusing"),
+    json_out: bool = typer.Option(False, "--json", help="print results as JSON at the end"),
+) -> None:
+    """Run a command on nodes in parallel; output is prefixed by node.
+
+    Exits non-zero if the command failed or could not run on any node.
+    """
+    lines: list[dict[str, Any]] = []
+
+    def show_line(ev: dict[str, Any]) -> None:
+        if json_out:
+            lines.append(ev)
+            return
+        stream = sys.stderr if ev["stream"] == "err" else sys.stdout
+        stream.write(f"[{ev['node']}] {ev['line']}\n")
+        stream.flush()
+
+    results = common.admin("nodes.exec", {"target": target, "argv": command, "fresh": fresh},
+                           on_event=show_line, timeout=None)
+    failed = [r for r in results if r["exit_status"] != 0]
+    if json_out:
+        print_json({"results": results, "output": lines})
+    else:
+        for r in results:
+            if r["exit_status"] is None:
+                sys.stderr.write(f"[{r['node']}] could not run: {r['error']}\n")
+            elif r["exit_status"] != 0:
+                sys.stderr.write(f"[{r['node']}] exit status {r['exit_status']}\n")
+        if failed:
+            sys.stderr.write(f"{len(failed)} of {len(results)} node(s) failed\n")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def add(
+    address: str = typer.Argument(..., help="user@host[:port] of a machine running sshd"),
+    name: str = typer.Option("", help="node name (default: its hostname)"),
+) -> None:
+    """Add a machine that already runs its own sshd (no agent).
+
+    The controller's client key must be in that user's authorized_keys
+    (print it with `gpuhive init --show-key`). The host key is pinned on first contact.
+    """
+    n = common.admin("nodes.add", {"address": address, "name": name})
+    out.print(f"node {n['name']} added ({n['address']}); host key {n['host_key_fingerprint']} "
+              "pinned")

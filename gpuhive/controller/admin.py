@@ -1,0 +1,99 @@
+"""The admin API: JSON lines over a unix socket (0600) in $GPUHIVE_HOME.
+
+Request: one line ``{"method": "...", "params": {...}}``. Reply: zero or more event lines
+``{"event": ...}`` (streamed output of `nodes exec`), then one final line
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {code, message, hint, data}}``.
+File permissions are the authentication: only the owner's user can connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gpuhive.controller.service import HiveService
+from gpuhive.errors import GpuhiveError
+
+log = logging.getLogger(__name__)
+MAX_REQUEST = 1024 * 1024
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def _methods(svc: HiveService) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
+    async def exec_(p: dict[str, Any], emit: Emit) -> Any:
+        def sink(node: str, stream: str, line: str) -> None:
+            emit({"event": "line", "node": node, "stream": stream, "line": line})
+        return await svc.nodes_exec(str(p["target"]), [str(a) for a in p["argv"]], sink,
+                                    fresh=bool(p.get("fresh")))
+
+    def sync(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Emit], Awaitable[Any]]:
+        async def call(p: dict[str, Any], emit: Emit) -> Any:
+            return fn(**p)
+        return call
+
+    def asyn(fn: Callable[..., Awaitable[Any]]) -> Callable[[dict[str, Any], Emit],
+                                                           Awaitable[Any]]:
+        async def call(p: dict[str, Any], emit: Emit) -> Any:
+            return await fn(**p)
+        return call
+
+    return {
+        "status": sync(svc.status),
+        "invite.create": sync(svc.invite_create),
+        "invite.list": sync(svc.invite_list),
+        "invite.revoke": sync(svc.invite_revoke),
+        "nodes.list": sync(svc.nodes_list),
+        "nodes.show": sync(svc.node_show),
+        "nodes.remove": asyn(svc.node_remove),
+        "nodes.add": asyn(svc.node_add),
+        "nodes.exec": exec_,
+    }
+
+
+async def start_admin_server(svc: HiveService, path: Path) -> asyncio.AbstractServer:
+    methods = _methods(svc)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def emit(obj: dict[str, Any]) -> None:
+            if not writer.is_closing():
+                writer.write(json.dumps(obj).encode() + b"\n")
+
+        try:
+            line = await reader.readline()
+            req = json.loads(line)
+            method = methods[req["method"]]
+            params = req.get("params") or {}
+            if not isinstance(params, dict):
+                raise TypeError("params must be an object")
+            result = await method(params, emit)
+            emit({"ok": True, "result": result})
+        except GpuhiveError as exc:
+            emit({"ok": False, "error": exc.to_dict()})
+        except (ValueError, KeyError, TypeError) as exc:
+            emit({"ok": False, "error": {"code": "error", "message": f"bad admin request: "
+                                         f"{exc!r}", "hint": "", "data": {}}})
+        except Exception as exc:
+            log.exception("admin request failed")
+            emit({"ok": False, "error": {"code": "error", "message": f"controller error: {exc}",
+                                         "hint": "see the controller log", "data": {}}})
+        finally:
+            with contextlib.suppress(Exception):
+                await writer.drain()
+                writer.close()
+
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(handle, str(path), limit=MAX_REQUEST)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return server

@@ -1,0 +1,131 @@
+"""The controller daemon: hive SSH endpoint, registry, liveness tracking, admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from gpuhive.config import Settings
+from gpuhive.controller.admin import start_admin_server
+from gpuhive.controller.hive import Hive
+from gpuhive.controller.home import ControllerHome
+from gpuhive.controller.registry import Registry
+from gpuhive.controller.service import HiveService
+from gpuhive.core.liveness import plan_transitions
+from gpuhive.core.model import NodeKind, NodeStatus
+from gpuhive.errors import GpuhiveError, StateError
+from gpuhive.transport import keys
+from gpuhive.transport.hive_server import start_hive_server
+from gpuhive.transport.node_conn import NodeConnections
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(self, home: ControllerHome, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.home = home.require()
+        self.settings = settings
+        self.clock = clock
+        self.registry = Registry(home.registry)
+        self.host_key = keys.load_key(home.host_key)
+        self.client_key = keys.load_key(home.client_key)
+        self.hive = Hive(self.registry, settings, keys.public_text(self.client_key), clock)
+        self.nodes = NodeConnections(self.client_key, connect_timeout=settings.connect_timeout)
+        self.service = HiveService(self.registry, self.hive, self.nodes, settings,
+                                   self.host_key, self.client_key, clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._acceptor = None
+        self.port = 0
+
+    async def start(self) -> None:
+        try:
+            self._acceptor = await start_hive_server(
+                self.hive, self.settings.listen_host, self.settings.listen_port, self.host_key,
+                keepalive_interval=self.settings.keepalive_interval)
+        except OSError as exc:
+            raise StateError(f"cannot listen on {self.settings.listen_host}:"
+                             f"{self.settings.listen_port}: {exc.strerror or exc}",
+                             hint="another controller may be running; stop it or set "
+                                  "listen_port") from exc
+        self.port = self._acceptor.get_port()
+        self._servers.append(await start_admin_server(self.service, self.home.admin_socket))
+        self._tasks.append(asyncio.ensure_future(self._track()))
+        self.home.pid_file.write_text(f"{os.getpid()}\n")
+        log.info("controller up: hive endpoint %s:%s, admin %s", self.settings.listen_host,
+                 self.port, self.home.admin_socket)
+
+    async def _track(self) -> None:
+        """Flush heartbeats and move nodes between online/degraded/offline."""
+        tick = min(1.0, self.settings.heartbeat_interval / 4)
+        last_ssh_poll = 0.0
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                self.hive.flush()
+                now = self.clock()
+                nodes = [n for n in self.registry.list_nodes() if n.kind == NodeKind.AGENT]
+                for t in plan_transitions(
+                        {n.id: n.status for n in nodes},
+                        {n.id: self.hive.last_heard.get(n.id, n.last_heartbeat) for n in nodes},
+                        now, self.settings.heartbeat_interval,
+                        offline_after=self.settings.offline_after_missed):
+                    self.registry.set_status(t.node_id, t.new.status, t.new.reason, now)
+                    log.info("node %s: %s → %s %s", t.node_id, t.old.value,
+                             t.new.status.value, t.new.reason)
+                if now - last_ssh_poll >= self.settings.heartbeat_interval:
+                    last_ssh_poll = now
+                    self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))
+                    self._tasks = [t for t in self._tasks if not t.done()]
+            except GpuhiveError as exc:
+                log.error("tracker: %s", exc)
+
+    async def _poll_ssh(self, now: float) -> None:
+        for node_id, ok in await self.service.poll_ssh_nodes():
+            node = self.registry.get_node(node_id, include_removed=True)
+            new = NodeStatus.ONLINE if ok else NodeStatus.OFFLINE
+            if node.status != new and node.removed_at is None:
+                self.registry.set_status(node_id, new, "" if ok else "ssh session failed", now)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for server in self._servers:
+            server.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._acceptor.wait_closed(), 5)
+        await self.nodes.close_all()
+        with contextlib.suppress(GpuhiveError):
+            self.hive.flush()
+        self.registry.close()
+        for path in (self.home.admin_socket, self.home.pid_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+async def serve(home: ControllerHome, settings: Settings,
+                ready: Callable[[Controller], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM."""
+    ctl = Controller(home, settings)
+    await ctl.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        ready(ctl)
+    try:
+        await stop.wait()
+    finally:
+        await ctl.stop()

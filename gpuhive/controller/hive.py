@@ -1,0 +1,127 @@
+"""The controller's side of agent links: enrollment, who is connected, heartbeats.
+
+Heartbeats land in memory (``last_heard`` and a pending batch) and reach SQLite in one
+transaction per tracker tick, so a thousand agents beating once a second cost a thousand
+dict writes and one commit per tick rather than a thousand commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+
+from gpuhive.config import Settings
+from gpuhive.controller.registry import Registry
+from gpuhive.core import tokens
+from gpuhive.core.messages import Message
+from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
+from gpuhive.errors import EnrollRefused, GpuhiveError
+from gpuhive.transport import keys
+
+log = logging.getLogger(__name__)
+
+
+class Hive:
+    def __init__(self, registry: Registry, settings: Settings, client_key_public: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.client_key_public = client_key_public
+        self.clock = clock
+        self.links: dict[str, set[asyncssh.SSHServerConnection]] = {}
+        # After a controller restart every agent needs a moment to redial: judge nodes that
+        # were not already offline from our own start, not from their last stored heartbeat.
+        started = clock()
+        self.last_heard: dict[str, float | None] = {
+            n.id: (started if n.status != NodeStatus.OFFLINE else n.last_heartbeat)
+            for n in registry.list_nodes() if n.kind == NodeKind.AGENT}
+        self.pending: dict[str, tuple[float, str, Hardware | None]] = {}
+        self.heartbeats_received = 0
+
+    # ---- HiveHandler ------------------------------------------------------------------
+
+    def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:
+        return self.registry.node_for_key(node_id, public_key)
+
+    async def enroll(self, credential: str, request: Message, peer: str) -> dict[str, Any]:
+        token_id, secret = tokens.split_credential(credential)
+        for field in ("node_key", "embedded_host_key"):
+            try:
+                keys.import_public(request[field])
+            except GpuhiveError as exc:
+                raise EnrollRefused(f"enroll request has an invalid {field}") from exc
+        name = request["name"].strip() or request["hostname"].strip() or "node"
+        if len(name) > 63 or not all(c.isalnum() or c in "-_." for c in name):
+            raise EnrollRefused(f"node name {name[:70]!r} is not allowed",
+                                hint="use letters, digits, '-', '_' or '.' (at most 63)")
+        node = self.registry.enroll(
+            token_id=token_id, secret=secret, name=name, name_given=bool(request["name"]),
+            hostname=request["hostname"][:255], public_key=request["node_key"],
+            host_key=request["embedded_host_key"],
+            hardware=Hardware.from_dict(request["hardware"]), public_addr=peer,
+            port_range=(self.settings.forward_port_min, self.settings.forward_port_max),
+            now=self.clock())
+        self.last_heard.setdefault(node.id, None)
+        log.info("enrolled node %s (%s) from %s with token %s", node.name, node.id, peer,
+                 token_id)
+        assert node.forward_port is not None
+        return {"node_id": node.id, "name": node.name, "forward_port": node.forward_port,
+                "controller_client_key": self.client_key_public,
+                "heartbeat_interval": self.settings.heartbeat_interval}
+
+    def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
+                    peer: str) -> dict[str, Any]:
+        now = self.clock()
+        self.links.setdefault(node.id, set()).add(conn)
+        self.last_heard[node.id] = now
+        self.pending[node.id] = (now, node.agent_state or "available", None)
+        self.registry.set_connection(node.id, connected_since=now, public_addr=peer, now=now,
+                                     event="connected")
+        assert node.forward_port is not None
+        return {"node_id": node.id, "heartbeat_interval": self.settings.heartbeat_interval,
+                "forward_port": node.forward_port}
+
+    def heartbeat(self, node: NodeRecord, msg: Message) -> None:
+        now = self.clock()
+        self.heartbeats_received += 1
+        self.last_heard[node.id] = now
+        try:
+            hw: Hardware | None = Hardware.from_dict(msg["hardware"])
+        except (TypeError, ValueError, KeyError):
+            hw = None  # a bad snapshot must not cost the node its liveness
+        self.pending[node.id] = (now, msg["state"][:32], hw)
+
+    def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None:
+        conns = self.links.get(node.id)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.links[node.id]
+            try:
+                self.registry.set_connection(node.id, connected_since=None, public_addr="",
+                                             now=self.clock(), event="disconnected")
+            except GpuhiveError:
+                pass
+
+    # ---- controller side --------------------------------------------------------------
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, {}
+        self.registry.save_heartbeats((nid, at, st, hw) for nid, (at, st, hw) in batch.items())
+
+    def disconnect(self, node_id: str) -> int:
+        """Close every connection of a node (its forward goes with it)."""
+        conns = self.links.pop(node_id, set())
+        for conn in conns:
+            conn.close()
+        self.last_heard.pop(node_id, None)
+        self.pending.pop(node_id, None)
+        return len(conns)
+
+    def connected(self, node_id: str) -> bool:
+        return bool(self.links.get(node_id))

@@ -1,0 +1,278 @@
+"""The node registry: SQLite in WAL mode. Stores public keys and token hashes, never secrets.
+
+All writes that must be atomic (consume a token and create a node, allocate a forward port)
+run inside one ``BEGIN IMMEDIATE`` transaction, so two enrollments racing on one token or one
+port cannot both win, even from two processes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gpuhive.core import tokens
+from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
+from gpuhive.errors import EnrollRefused, NodeNotFound, StateError, TokenUnknown
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    public_key TEXT NOT NULL DEFAULT '',
+    host_key TEXT NOT NULL DEFAULT '',
+    forward_port INTEGER,
+    address TEXT NOT NULL DEFAULT '',
+    hostname TEXT NOT NULL DEFAULT '',
+    hardware TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL DEFAULT '',
+    agent_state TEXT NOT NULL DEFAULT '',
+    registered_at REAL NOT NULL,
+    last_heartbeat REAL,
+    connected_since REAL,
+    public_addr TEXT NOT NULL DEFAULT '',
+    removed_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_name ON nodes(name) WHERE removed_at IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_port ON nodes(forward_port)
+    WHERE removed_at IS NULL AND forward_port IS NOT NULL;
+CREATE TABLE IF NOT EXISTS node_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS node_events_node ON node_events(node_id, seq);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    max_uses INTEGER NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 0,
+    revoked_at REAL
+);
+"""
+
+_NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, hostname, hardware,"
+              " status, status_reason, agent_state, registered_at, last_heartbeat,"
+              " connected_since, public_addr, removed_at")
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                       timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open registry {path}: {exc}",
+                             hint="check the disk and permissions of $GPUHIVE_HOME") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    # ---- tokens -------------------------------------------------------------------------
+
+    def create_token(self, name: str, ttl_s: float, max_uses: int,
+                     now: float) -> tuple[tokens.TokenRecord, str]:
+        secret = secrets.token_urlsafe(24)
+        rec = tokens.TokenRecord(secrets.token_hex(6), name, tokens.hash_secret(secret), now,
+                                 now + ttl_s, max_uses)
+        self._db.execute(
+            "INSERT INTO tokens (id, name, secret_hash, created_at, expires_at, max_uses)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (rec.token_id, rec.name, rec.secret_hash, rec.created_at, rec.expires_at,
+             rec.max_uses))
+        return rec, secret
+
+    def get_token(self, token_id: str) -> tokens.TokenRecord | None:
+        row = self._db.execute(
+            "SELECT id, name, secret_hash, created_at, expires_at, max_uses, uses, revoked_at"
+            " FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return tokens.TokenRecord(*row) if row else None
+
+    def list_tokens(self) -> list[tokens.TokenRecord]:
+        rows = self._db.execute(
+            "SELECT id, name, secret_hash, created_at, expires_at, max_uses, uses, revoked_at"
+            " FROM tokens ORDER BY created_at").fetchall()
+        return [tokens.TokenRecord(*r) for r in rows]
+
+    def revoke_token(self, token_id: str, now: float) -> tokens.TokenRecord:
+        cur = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS"
+                               " NULL", (now, token_id))
+        rec = self.get_token(token_id)
+        if rec is None:
+            raise TokenUnknown(f"no join token with id {token_id}",
+                               hint="see `gpuhive invite ls`", token_id=token_id)
+        del cur
+        return rec
+
+    # ---- nodes --------------------------------------------------------------------------
+
+    def enroll(self, *, token_id: str, secret: str, name: str, name_given: bool, hostname: str,
+               public_key: str, host_key: str, hardware: Hardware, public_addr: str,
+               port_range: tuple[int, int], now: float) -> NodeRecord:
+        """Verify and consume the token and register the node, all in one transaction.
+
+        A node key that is already registered re-enrolls as the same node (same id and port).
+        """
+        with self._tx() as db:
+            tokens.verify(self.get_token(token_id), token_id, secret, now)
+            existing = db.execute(
+                f"SELECT {_NODE_COLS} FROM nodes WHERE public_key = ? AND removed_at IS NULL",
+                (public_key,)).fetchone()
+            if existing:
+                node = _node(existing)
+                db.execute("UPDATE nodes SET host_key = ?, hostname = ?, hardware = ? WHERE id = ?",
+                           (host_key, hostname, json.dumps(hardware.to_dict()), node.id))
+                self._event(node.id, now, "re-enrolled", f"token {token_id}")
+            else:
+                name = self._free_name(name, name_given)
+                node_id = "n-" + secrets.token_hex(4)
+                port = self._free_port(port_range)
+                db.execute(
+                    "INSERT INTO nodes (id, name, kind, public_key, host_key, forward_port,"
+                    " hostname, hardware, status, registered_at, public_addr)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (node_id, name, NodeKind.AGENT.value, public_key, host_key, port, hostname,
+                     json.dumps(hardware.to_dict()), NodeStatus.OFFLINE.value, now, public_addr))
+                self._event(node_id, now, "registered", f"token {token_id} from {public_addr}")
+            db.execute("UPDATE tokens SET uses = uses + 1 WHERE id = ?", (token_id,))
+        return self.get_node(node.id if existing else node_id)
+
+    def add_ssh_node(self, *, name: str, address: str, host_key: str, hostname: str,
+                     hardware: Hardware, now: float) -> NodeRecord:
+        with self._tx() as db:
+            name = self._free_name(name, True)
+            node_id = "n-" + secrets.token_hex(4)
+            db.execute(
+                "INSERT INTO nodes (id, name, kind, host_key, address, hostname, hardware, status,"
+                " registered_at, last_heartbeat, agent_state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (node_id, name, NodeKind.SSH.value, host_key, address, hostname,
+                 json.dumps(hardware.to_dict()), NodeStatus.ONLINE.value, now, now, "available"))
+            self._event(node_id, now, "registered", f"ssh node {address}")
+        return self.get_node(node_id)
+
+    def _free_name(self, name: str, name_given: bool) -> str:
+        taken = {r[0] for r in self._db.execute(
+            "SELECT name FROM nodes WHERE removed_at IS NULL").fetchall()}
+        if name not in taken:
+            return name
+        if name_given:
+            raise EnrollRefused(f"a node named {name!r} is already enrolled",
+                                hint="pick another name with --name", name=name)
+        for i in range(2, 10_000):
+            if f"{name}-{i}" not in taken:
+                return f"{name}-{i}"
+        raise EnrollRefused(f"too many nodes named {name!r}", hint="pick a name with --name")
+
+    def _free_port(self, port_range: tuple[int, int]) -> int:
+        used = {r[0] for r in self._db.execute(
+            "SELECT forward_port FROM nodes WHERE removed_at IS NULL AND forward_port IS NOT NULL"
+        ).fetchall()}
+        for port in range(port_range[0], port_range[1] + 1):
+            if port not in used:
+                return port
+        raise EnrollRefused("no forward port left in the configured range",
+                            hint="widen forward_port_min/forward_port_max in config.toml")
+
+    def get_node(self, name_or_id: str, *, include_removed: bool = False) -> NodeRecord:
+        cond = "" if include_removed else " AND removed_at IS NULL"
+        row = self._db.execute(
+            f"SELECT {_NODE_COLS} FROM nodes WHERE (id = ? OR name = ?){cond}"
+            " ORDER BY removed_at IS NULL DESC, registered_at DESC",
+            (name_or_id, name_or_id)).fetchone()
+        if not row:
+            raise NodeNotFound(f"no node named {name_or_id!r}",
+                               hint="see `gpuhive nodes` for the enrolled nodes", node=name_or_id)
+        return _node(row)
+
+    def list_nodes(self, *, include_removed: bool = False) -> list[NodeRecord]:
+        cond = "" if include_removed else " WHERE removed_at IS NULL"
+        rows = self._db.execute(f"SELECT {_NODE_COLS} FROM nodes{cond} ORDER BY name").fetchall()
+        return [_node(r) for r in rows]
+
+    def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:
+        row = self._db.execute(
+            f"SELECT {_NODE_COLS} FROM nodes WHERE id = ? AND public_key = ? AND kind = ?"
+            " AND removed_at IS NULL", (node_id, public_key, NodeKind.AGENT.value)).fetchone()
+        return _node(row) if row else None
+
+    def set_status(self, node_id: str, status: NodeStatus, reason: str, now: float) -> None:
+        self._db.execute("UPDATE nodes SET status = ?, status_reason = ? WHERE id = ?",
+                         (status.value, reason, node_id))
+        self._event(node_id, now, status.value, reason)
+
+    def set_connection(self, node_id: str, *, connected_since: float | None, public_addr: str,
+                       now: float, event: str) -> None:
+        self._db.execute("UPDATE nodes SET connected_since = ?, public_addr = ? WHERE id = ?",
+                         (connected_since, public_addr, node_id))
+        self._event(node_id, now, event, public_addr)
+
+    def save_heartbeats(self, beats: Iterable[tuple[str, float, str, Hardware | None]]) -> None:
+        """Persist the latest heartbeat of each node in one transaction."""
+        rows = [(at, state, json.dumps(hw.to_dict()) if hw else None,
+                 hw.hostname if hw else None, node_id) for node_id, at, state, hw in beats]
+        if not rows:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE nodes SET last_heartbeat = ?, agent_state = ?,"
+                " hardware = COALESCE(?, hardware), hostname = COALESCE(?, hostname)"
+                " WHERE id = ? AND removed_at IS NULL", rows)
+
+    def remove_node(self, name_or_id: str, now: float) -> NodeRecord:
+        node = self.get_node(name_or_id)
+        with self._tx() as db:
+            db.execute("UPDATE nodes SET removed_at = ?, status = ? WHERE id = ?",
+                       (now, NodeStatus.REMOVED.value, node.id))
+            self._event(node.id, now, "removed", "")
+        return self.get_node(node.id, include_removed=True)
+
+    def _event(self, node_id: str, at: float, event: str, detail: str) -> None:
+        self._db.execute("INSERT INTO node_events (node_id, at, event, detail) VALUES (?,?,?,?)",
+                         (node_id, at, event, detail))
+
+    def events(self, node_id: str, limit: int = 200) -> list[NodeEvent]:
+        rows = self._db.execute(
+            "SELECT node_id, at, event, detail FROM node_events WHERE node_id = ?"
+            " ORDER BY seq DESC LIMIT ?", (node_id, limit)).fetchall()
+        return [NodeEvent(*r) for r in reversed(rows)]
+
+
+def _node(row: tuple[Any, ...]) -> NodeRecord:
+    (id_, name, kind, public_key, host_key, forward_port, address, hostname, hardware, status,
+     status_reason, agent_state, registered_at, last_heartbeat, connected_since, public_addr,
+     removed_at) = row
+    return NodeRecord(
+        id=id_, name=name, kind=NodeKind(kind), status=NodeStatus(status),
+        registered_at=registered_at, public_key=public_key, host_key=host_key,
+        forward_port=forward_port, address=address, hostname=hostname,
+        hardware=Hardware.from_dict(json.loads(hardware)) if hardware else None,
+        agent_state=agent_state, status_reason=status_reason, last_heartbeat=last_heartbeat,
+        connected_since=connected_since, public_addr=public_addr, removed_at=removed_at)

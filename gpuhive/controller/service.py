@@ -1,0 +1,187 @@
+"""What the owner can ask of the controller: the operations behind the admin API.
+
+Each method returns plain JSON-able data and raises ``GpuhiveError`` for expected failures;
+the admin server relays both to the CLI unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+
+from gpuhive import __version__
+from gpuhive.config import Settings
+from gpuhive.controller.hive import Hive
+from gpuhive.controller.registry import Registry
+from gpuhive.core import remote_probe, tokens
+from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
+from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
+from gpuhive.transport import keys
+from gpuhive.transport.node_conn import ExecResult, LineSink, NodeConnections, parse_address
+
+
+class HiveService:
+    def __init__(self, registry: Registry, hive: Hive, nodes: NodeConnections,
+                 settings: Settings, host_key: asyncssh.SSHKey, client_key: asyncssh.SSHKey,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.hive = hive
+        self.nodes = nodes
+        self.settings = settings
+        self.host_key = host_key
+        self.client_key = client_key
+        self.clock = clock
+        self.started_at = clock()
+
+    # ---- status -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        nodes = self.registry.list_nodes()
+        counts: dict[str, int] = {}
+        for n in nodes:
+            counts[n.status.value] = counts.get(n.status.value, 0) + 1
+        return {"version": __version__, "pid": os.getpid(), "started_at": self.started_at,
+                "endpoint": self.endpoint(), "listen": f"{self.settings.listen_host}:"
+                f"{self.settings.listen_port}", "host_key_fingerprint": keys.fingerprint(
+                    self.host_key), "nodes": counts, "connected": len(self.hive.links),
+                "heartbeats_received": self.hive.heartbeats_received}
+
+    def endpoint(self) -> str:
+        if self.settings.endpoint:
+            return self.settings.endpoint
+        return f"{_primary_address()}:{self.settings.listen_port}"
+
+    # ---- invites ----------------------------------------------------------------------
+
+    def invite_create(self, name: str, ttl: str, uses: int) -> dict[str, Any]:
+        try:
+            ttl_s = tokens.parse_duration(ttl)
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="e.g. --ttl 24h", key="ttl") from exc
+        if not 1 <= uses <= 10_000:
+            raise ConfigError(f"--uses {uses} is out of range", hint="use 1 to 10000",
+                              key="uses")
+        rec, secret = self.registry.create_token(name, ttl_s, uses, self.clock())
+        host, port = tokens.split_endpoint(self.endpoint())
+        token = tokens.JoinToken(rec.token_id, secret, host, port,
+                                 keys.fingerprint(self.host_key)).encode()
+        name_flag = f" --name {name}" if name else ""
+        return {**_token_view(rec, self.clock()), "token": token,
+                "command": f"gpuhive enroll {token}{name_flag}"}
+
+    def invite_list(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [_token_view(r, now) for r in self.registry.list_tokens()]
+
+    def invite_revoke(self, token_id: str) -> dict[str, Any]:
+        return _token_view(self.registry.revoke_token(token_id, self.clock()), self.clock())
+
+    # ---- nodes ------------------------------------------------------------------------
+
+    def nodes_list(self, include_removed: bool = False) -> list[dict[str, Any]]:
+        return [self._view(n) for n in self.registry.list_nodes(include_removed=include_removed)]
+
+    def node_show(self, name: str) -> dict[str, Any]:
+        node = self.registry.get_node(name, include_removed=True)
+        view = self._view(node)
+        view["events"] = [e.to_dict() for e in self.registry.events(node.id)]
+        return view
+
+    def _view(self, node: NodeRecord) -> dict[str, Any]:
+        view = node.to_dict()
+        view["connected"] = self.hive.connected(node.id) if node.kind == NodeKind.AGENT \
+            else node.status == NodeStatus.ONLINE
+        return view
+
+    async def node_remove(self, name: str) -> dict[str, Any]:
+        node = self.registry.get_node(name)
+        removed = self.registry.remove_node(node.id, self.clock())
+        closed = self.hive.disconnect(node.id)
+        await self.nodes.close(node.id)
+        return {**removed.to_dict(), "closed_links": closed}
+
+    async def nodes_exec(self, target: str, argv: list[str], sink: LineSink, *,
+                         fresh: bool = False) -> list[dict[str, Any]]:
+        if not argv:
+            raise ConfigError("no command given", hint="gpuhive nodes exec all -- uname -a")
+        live = [n for n in self.registry.list_nodes()]
+        if target != "all":
+            wanted = set(target.split(","))
+            live = [n for n in live if n.name in wanted or n.id in wanted]
+            missing = wanted - {n.name for n in live} - {n.id for n in live}
+            if missing:
+                raise NodeNotFound(f"no node named {sorted(missing)[0]!r}",
+                                   hint="see `gpuhive nodes`", node=sorted(missing)[0])
+        if not live:
+            raise NodeNotFound("the hive has no nodes yet",
+                               hint="invite one with `gpuhive invite`")
+        if fresh:
+            await asyncio.gather(*(self.nodes.close(n.id) for n in live))
+        results: list[ExecResult] = await asyncio.gather(
+            *(self.nodes.run(n, argv, sink) for n in live))
+        return [{"node": r.node, "exit_status": r.exit_status, "error": r.error}
+                for r in results]
+
+    async def node_add(self, address: str, name: str) -> dict[str, Any]:
+        try:
+            addr = parse_address(address)
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="use user@host[:port]", key="address") from exc
+        try:
+            conn = await asyncio.wait_for(asyncssh.connect(
+                addr.host, addr.port, username=addr.user, client_keys=[self.client_key],
+                known_hosts=None, agent_path=None, preferred_auth=["publickey"]),
+                self.settings.connect_timeout)
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            raise NodeUnreachable(
+                f"cannot log in to {addr}: {exc or type(exc).__name__}",
+                hint="add the controller's public key (`gpuhive init --show-key`) to "
+                     f"~{addr.user}/.ssh/authorized_keys there", address=str(addr)) from exc
+        async with conn:
+            host_key = conn.get_server_host_key()
+            result = await conn.run(remote_probe.PROBE_COMMAND, check=False)
+        if host_key is None or result.exit_status != 0:
+            raise NodeUnreachable(f"probe on {addr} failed: {result.stderr!s}",
+                                  hint="the node needs a POSIX shell", address=str(addr))
+        hardware = remote_probe.parse_probe(str(result.stdout))
+        node = self.registry.add_ssh_node(
+            name=name or hardware.hostname or addr.host, address=str(addr),
+            host_key=keys.public_text(host_key), hostname=hardware.hostname,
+            hardware=hardware, now=self.clock())
+        return {**self._view(node), "host_key_fingerprint": keys.fingerprint(host_key)}
+
+    async def poll_ssh_nodes(self) -> list[tuple[str, bool]]:
+        """An ssh node's liveness is whether a trivial command still runs there."""
+        nodes = [n for n in self.registry.list_nodes() if n.kind == NodeKind.SSH]
+
+        async def one(n: NodeRecord) -> tuple[str, bool]:
+            try:
+                res = await asyncio.wait_for(self.nodes.run(n, ["true"], lambda *a: None),
+                                             self.settings.connect_timeout)
+            except (asyncio.TimeoutError, GpuhiveError):
+                return n.id, False
+            return n.id, res.exit_status == 0
+
+        return list(await asyncio.gather(*(one(n) for n in nodes)))
+
+
+def _token_view(rec: tokens.TokenRecord, now: float) -> dict[str, Any]:
+    return {"id": rec.token_id, "name": rec.name, "state": rec.state(now),
+            "created_at": rec.created_at, "expires_at": rec.expires_at, "uses": rec.uses,
+            "max_uses": rec.max_uses, "revoked_at": rec.revoked_at}
+
+
+def _primary_address() -> str:
+    """The address this machine uses for its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

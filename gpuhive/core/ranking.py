@@ -1,0 +1,453 @@
+"""Which nodes can take a request, and in what order. Pure: ``now`` and tables are passed in.
+
+**Eligibility.** A node is excluded, with every reason that applies (``Reason.code``):
+
+* ``offline`` / ``degraded``: controller status is not ONLINE (missed heartbeats);
+* ``paused`` / ``draining`` / ``agent_degraded``: what the agent says; ``owner_paused``;
+* ``schedule``: outside the owner's window (``"22:00-08:00"``, node's local time);
+* ``thermal``: ≥ 3 thermal clock-slowdown events in the last 24 h;
+* ``error_rate``: > 5 % of its last 50 tasks failed (tasks within 7 days, ≥ 10 of them;
+  fewer than that is the reliability score's business, and the age limit lets an
+  excluded node earn its way back instead of being shut out for ever);
+* ``driver``: a GPU driver on the blacklist (``gpuhive/data/driver_blacklist.txt`` + user file);
+* ``gpu_count``: fewer GPUs than asked for, counting the owner's ``max_gpus``;
+* ``vram``: fewer than ``gpus`` GPUs with free VRAM − owner reserve ≥ need + 512 MiB headroom
+  (exactly at the boundary is eligible);
+* ``compute_capability``: fp16 training needs NVIDIA compute capability ≥ 7.0 (bf16: 8.0);
+  an unknown capability is looked up in the throughput table, and allowed if still unknown;
+* ``ram``: CPU-only requests (``gpus=0``) need available RAM ≥ need + headroom.
+
+**Order** (best first), each step deciding only ties of the one before:
+
+1. capability class: ⌊log2(fp16 TFLOPS)⌋ of the weakest GPU the request would use
+   (measured figure, else the datasheet table; unknown GPUs rank after known ones), so
+   GPUs within a factor of two compete on the next keys; CPU nodes: avx512 > avx2 > none;
+2. reliability, in steps of 0.1;
+3. load (mean GPU utilization of the chosen GPUs, else load_1m / cores), in quarters;
+4. round-trip time to the controller, whole ms (unknown last);
+5. for serving, the tighter VRAM fit (keeps big GPUs free for big models); then name, id.
+
+``rank_nodes`` returns ``Ranking(ranked, excluded)``; ranking 10,000 nodes takes a few
+tens of ms (bench/rank_nodes.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from gpuhive.core.model import AgentState, GpuInfo, Hardware, NodeStatus
+from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
+from gpuhive.core.schedule import local_minute_of, parse_schedule
+
+DAY = 86400.0
+
+
+class Purpose(str, enum.Enum):
+    TRAIN = "train"
+    SERVE = "serve"
+
+
+@dataclass(frozen=True)
+class Request:
+    need_vram_mib: int  # per GPU (per node when gpus == 0: RAM)
+    gpus: int = 1  # per node; 0 = CPU only
+    purpose: Purpose = Purpose.SERVE
+    precision: str = "fp16"  # fp16 | bf16 | fp32
+    headroom_mib: int = 512
+
+
+@dataclass(frozen=True)
+class OwnerPolicy:
+    """What the friend who owns the box allows."""
+
+    max_gpus: int | None = None  # at most this many GPUs for the hive at once
+    reserve_vram_mib: int = 0  # per GPU, kept for the owner
+    schedule: str = ""  # "22:00-08:00" in the owner's local time; "" = always
+    paused: bool = False
+
+
+class TaskRecord(NamedTuple):
+    finished_at: float
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What ranking needs to know about one node (the registry assembles it)."""
+
+    node_id: str
+    name: str
+    hardware: Hardware
+    status: NodeStatus = NodeStatus.ONLINE
+    agent_state: AgentState = AgentState.AVAILABLE
+    reliability: float = 0.3  # reliability.score_at(rel, now)
+    load: float | None = None  # 0..1; None: derived from the hardware snapshot
+    rtt_ms: float | None = None
+    thermal_events: Sequence[float] = ()  # epoch seconds of thermal slowdown onsets
+    tasks: Sequence[TaskRecord] = ()  # oldest first
+    policy: OwnerPolicy = field(default_factory=OwnerPolicy)
+    utc_offset_s: int = 0  # the node's, from its heartbeat
+    measured_tflops: float | None = None  # per GPU, overrides the datasheet table
+
+
+@dataclass(frozen=True)
+class RankRules:
+    thermal_max_events: int = 3
+    thermal_window_s: float = DAY
+    error_rate_max: float = 0.05
+    error_window_tasks: int = 50
+    error_min_tasks: int = 10
+    error_max_age_s: float = 7 * DAY
+    fp16_train_min_cc: tuple[int, int] = (7, 0)
+    bf16_train_min_cc: tuple[int, int] = (8, 0)
+
+
+DEFAULT_RULES = RankRules()
+EMPTY_TABLE = ThroughputTable(())
+EMPTY_BLACKLIST = DriverBlacklist(())
+
+
+@dataclass(slots=True)
+class Reason:
+    """Why a node was excluded: a stable ``code`` and a sentence for people.
+
+    ``message`` is built on first use from ``text`` and ``args`` (``text.format(*args)``),
+    so ranking thousands of nodes does not format thousands of sentences nobody reads.
+    """
+
+    code: str
+    text: str
+    args: tuple[Any, ...] = ()
+
+    @property
+    def message(self) -> str:
+        return self.text.format(*self.args) if self.args else self.text
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(slots=True)
+class Ranked:
+    node_id: str
+    name: str
+    gpu_indices: tuple[int, ...]
+    tflops: float | None  # per GPU, weakest chosen
+    capability_class: int
+    reliability: float
+    load: float
+    rtt_ms: float | None
+    spare_vram_mib: int  # on the tightest chosen GPU, after need + headroom
+    key: tuple[Any, ...]
+
+    @property
+    def why(self) -> str:
+        cap = f"{self.tflops:g} TFLOPS" if self.tflops else "throughput unknown"
+        rtt = f"{self.rtt_ms:.0f} ms" if self.rtt_ms is not None else "rtt unknown"
+        gpus = ",".join(map(str, self.gpu_indices)) or "cpu"
+        return (f"gpus {gpus}: {cap} (class {self.capability_class}), reliability "
+                f"{self.reliability:.2f}, load {self.load:.0%}, {rtt}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "name": self.name, "gpus": list(self.gpu_indices),
+                "tflops": self.tflops, "capability_class": self.capability_class,
+                "reliability": self.reliability, "load": self.load, "rtt_ms": self.rtt_ms,
+                "spare_vram_mib": self.spare_vram_mib, "why": self.why}
+
+
+@dataclass(slots=True)
+class Excluded:
+    node_id: str
+    name: str
+    reasons: tuple[Reason, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "name": self.name,
+                "reasons": [r.to_dict() for r in self.reasons]}
+
+
+@dataclass(frozen=True)
+class Ranking:
+    ranked: list[Ranked]
+    excluded: list[Excluded]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ranked": [r.to_dict() for r in self.ranked],
+                "excluded": [e.to_dict() for e in self.excluded]}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def parse_cc(text: str | None) -> tuple[int, int] | None:
+    """'8.6' → (8, 6); None or junk → None."""
+    if not text:
+        return None
+    major, _, minor = text.strip().partition(".")
+    if major.isdigit() and (minor.isdigit() or not minor):
+        return int(major), int(minor or 0)
+    return None
+
+
+def capability_class(tflops: float | None) -> int:
+    return math.floor(math.log2(tflops)) if tflops and tflops > 0 else -100
+
+
+def count_recent(times: Sequence[float], now: float, window_s: float) -> int:
+    cutoff = now - window_s
+    return sum(1 for t in times if cutoff <= t <= now)
+
+
+_finished_at = itemgetter(0)
+_ok = itemgetter(1)
+
+
+def error_rate(tasks: Sequence[TaskRecord], now: float,
+               rules: RankRules = DEFAULT_RULES) -> tuple[int, int]:
+    """(failed, counted) over the last ``error_window_tasks`` tasks within the age limit.
+
+    ``tasks`` must be oldest first (the registry keeps them so)."""
+    lo = max(0, len(tasks) - rules.error_window_tasks)
+    lo = bisect_left(tasks, now - rules.error_max_age_s, lo=lo, key=_finished_at)
+    counted = len(tasks) - lo
+    return counted - sum(map(_ok, tasks[lo:])), counted
+
+
+_STATE_REASONS = {
+    AgentState.PAUSED: Reason("paused", "the agent is paused"),
+    AgentState.DRAINING: Reason("draining", "the node is draining: it takes no new work"),
+    AgentState.DEGRADED: Reason("agent_degraded", "the agent reports itself degraded"),
+}
+_STATUS_REASONS = {
+    NodeStatus.DEGRADED: Reason("degraded", "missed a heartbeat: degraded"),
+    NodeStatus.OFFLINE: Reason("offline", "offline: three heartbeats missed"),
+    NodeStatus.REMOVED: Reason("offline", "removed from the hive"),
+}
+_OWNER_PAUSED = Reason("owner_paused", "the owner paused sharing")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class _Ctx:
+    """Per-call constants and memo tables (GPU model facts repeat across thousands of nodes)."""
+
+    __slots__ = ("blacklist", "gpu_memo", "min_cc", "need", "req", "rules", "table")
+
+    def __init__(self, req: Request, table: ThroughputTable, blacklist: DriverBlacklist,
+                 rules: RankRules) -> None:
+        self.req, self.table, self.blacklist, self.rules = req, table, blacklist, rules
+        self.need = req.need_vram_mib + req.headroom_mib
+        self.min_cc: tuple[int, int] | None = None
+        if req.purpose is Purpose.TRAIN:
+            if req.precision == "fp16":
+                self.min_cc = rules.fp16_train_min_cc
+            elif req.precision == "bf16":
+                self.min_cc = rules.bf16_train_min_cc
+        # (vendor, name, cc text) → (datasheet TFLOPS or 0.0, cc below the minimum?)
+        self.gpu_memo: dict[tuple[str, str, str | None], tuple[float, tuple[int, int] | None]] = {}
+
+    def gpu_facts(self, g: GpuInfo) -> tuple[float, tuple[int, int] | None]:
+        """(datasheet TFLOPS or 0.0, the compute capability if it is too low, else None)."""
+        key = (g.vendor, g.name, g.compute_capability)
+        try:
+            return self.gpu_memo[key]
+        except KeyError:
+            pass
+        row = self.table.lookup(g.name) if self.table.rows else None
+        low: tuple[int, int] | None = None
+        if self.min_cc is not None and g.vendor == "nvidia":
+            cc = parse_cc(g.compute_capability) or (
+                parse_cc(row.compute_capability) if row is not None else None)
+            if cc is not None and cc < self.min_cc:
+                low = cc
+        facts = (row.fp16_tflops if row is not None else 0.0, low)
+        self.gpu_memo[key] = facts
+        return facts
+
+
+def evaluate(node: NodeView, req: Request, now: float, *,
+             throughput: ThroughputTable = EMPTY_TABLE,
+             blacklist: DriverBlacklist = EMPTY_BLACKLIST,
+             rules: RankRules = DEFAULT_RULES) -> Ranked | Excluded:
+    """Judge one node for one request: ``Ranked`` (with its sort key) or ``Excluded``."""
+    return _evaluate(node, now, _Ctx(req, throughput, blacklist, rules))
+
+
+def _evaluate(node: NodeView, now: float, ctx: _Ctx) -> Ranked | Excluded:
+    reasons: list[Reason] = []
+    rules = ctx.rules
+    if node.status is not NodeStatus.ONLINE:
+        reasons.append(_STATUS_REASONS[node.status])
+    r = _STATE_REASONS.get(node.agent_state)
+    if r is not None:
+        reasons.append(r)
+    pol = node.policy
+    if pol.paused:
+        reasons.append(_OWNER_PAUSED)
+    if pol.schedule:
+        sched = parse_schedule(pol.schedule)
+        minute = local_minute_of(now, node.utc_offset_s)
+        if not sched.allows(minute):
+            reasons.append(Reason(
+                "schedule", "outside the owner's window {0!r} (local time {1:02d}:{2:02d})",
+                (sched.text, minute // 60, minute % 60)))
+    if node.thermal_events:
+        n = count_recent(node.thermal_events, now, rules.thermal_window_s)
+        if n >= rules.thermal_max_events:
+            reasons.append(Reason(
+                "thermal", "{0} thermal slowdown events in the last {1:g} h (excluded at {2})",
+                (n, rules.thermal_window_s / 3600, rules.thermal_max_events)))
+    if len(node.tasks) >= rules.error_min_tasks:
+        failed, counted = error_rate(node.tasks, now, rules)
+        if counted >= rules.error_min_tasks and failed > rules.error_rate_max * counted:
+            reasons.append(Reason(
+                "error_rate", "{0} of its last {1} tasks failed ({2:.1%} > {3:.0%})",
+                (failed, counted, failed / counted, rules.error_rate_max)))
+
+    gpus = node.hardware.gpus
+    if ctx.blacklist.rules and gpus:
+        seen: set[tuple[str, str]] = set()
+        for g in gpus:
+            if g.driver_version and (g.vendor, g.driver_version) not in seen:
+                seen.add((g.vendor, g.driver_version))
+                rule = ctx.blacklist.check(g.vendor, g.driver_version)
+                if rule is not None:
+                    reasons.append(Reason(
+                        "driver", "{0} driver {1} is blacklisted ({2}): {3}",
+                        (g.vendor, g.driver_version, rule.spec, rule.reason)))
+
+    if ctx.req.gpus <= 0:
+        return _cpu_verdict(node, ctx, reasons)
+    return _gpu_verdict(node, ctx, reasons)
+
+
+def _cpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | Excluded:
+    hw = node.hardware
+    req = ctx.req
+    if hw.memory_available_mib < ctx.need:
+        reasons.append(Reason(
+            "ram", "{0} MiB RAM available < {1} + {2} MiB headroom",
+            (hw.memory_available_mib, req.need_vram_mib, req.headroom_mib)))
+    if reasons:
+        return Excluded(node.node_id, node.name, tuple(reasons))
+    flags = hw.cpu.flags
+    cls = 1 if "avx512f" in flags else 0 if "avx2" in flags else -1
+    load = node.load if node.load is not None else min(
+        1.0, hw.load_1m / hw.cpu.cores if hw.cpu.cores else 1.0)
+    return _ranked(node, req, (), None, cls, load, hw.memory_available_mib - ctx.need)
+
+
+def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | Excluded:
+    req = ctx.req
+    gpus = node.hardware.gpus
+    pol = node.policy
+    want = req.gpus
+    cap = len(gpus) if pol.max_gpus is None else min(len(gpus), max(0, pol.max_gpus))
+    if cap < want:
+        if pol.max_gpus is not None and pol.max_gpus < min(len(gpus), want):
+            reasons.append(Reason("gpu_count",
+                                  "the owner shares at most {0} GPU(s); request needs {1}",
+                                  (pol.max_gpus, want)))
+        else:
+            reasons.append(Reason("gpu_count", "has {0} GPU(s); request needs {1}",
+                                  (len(gpus), want)))
+        return Excluded(node.node_id, node.name, tuple(reasons))
+
+    need = ctx.need
+    reserve = pol.reserve_vram_mib
+    measured = node.measured_tflops
+    usable: list[tuple[float, int, GpuInfo]] = []  # (TFLOPS or 0, offered MiB, gpu)
+    best_offer = 0
+    vram_ok = cc_ok = 0
+    worst: tuple[tuple[int, int], str] | None = None
+    gpu_facts = ctx.gpu_facts
+    for g in gpus:
+        offer = g.memory_total_mib - g.memory_used_mib - reserve
+        if offer > best_offer:
+            best_offer = offer
+        tf, low_cc = gpu_facts(g)
+        if low_cc is not None:
+            if worst is None or low_cc < worst[0]:
+                worst = (low_cc, g.name)
+        else:
+            cc_ok += 1
+        if offer >= need:
+            vram_ok += 1
+            if low_cc is None:
+                usable.append((measured or tf, offer, g))
+    if len(usable) < want:
+        if vram_ok < want:
+            reasons.append(Reason(
+                "vram", "needs {0} GPU(s) with {1} + {2} MiB headroom free; {3} qualify, "
+                        "the best offers {4} MiB{5}",
+                (want, req.need_vram_mib, req.headroom_mib, vram_ok, best_offer,
+                 f" after the owner's {reserve} MiB reserve" if reserve else "")))
+        if cc_ok < want and worst is not None and ctx.min_cc is not None:
+            reasons.append(Reason(
+                "compute_capability",
+                "{0} has compute capability {1[0]}.{1[1]}; {2} training needs "
+                "{3[0]}.{3[1]} or newer", (worst[1], worst[0], req.precision, ctx.min_cc)))
+        if vram_ok >= want and cc_ok >= want:
+            reasons.append(Reason(
+                "vram", "only {0} GPU(s) meet both the VRAM and compute capability needs; "
+                        "request needs {1}", (len(usable), want)))
+    if reasons:
+        return Excluded(node.node_id, node.name, tuple(reasons))
+
+    if len(usable) > want:
+        usable.sort(key=lambda u: (-u[0], -u[1], u[2].index))
+        del usable[want:]
+    tf_min = min(u[0] for u in usable)
+    spare = min(u[1] for u in usable) - need
+    if node.load is not None:
+        load = node.load
+    else:
+        utils = [u[2].utilization_pct for u in usable if u[2].utilization_pct is not None]
+        load = (sum(utils) / len(utils) / 100.0) if utils else 0.0
+    idx = tuple(sorted(u[2].index for u in usable))
+    return _ranked(node, req, idx, tf_min or None, capability_class(tf_min), load, spare)
+
+
+def _ranked(node: NodeView, req: Request, idx: tuple[int, ...], tflops: float | None,
+            cls: int, load: float, spare: int) -> Ranked:
+    rel = node.reliability
+    rtt = node.rtt_ms
+    key = (
+        -cls,
+        -int(rel * 10 + 1e-9),
+        min(int(max(load, 0.0) * 4), 3),
+        round(rtt) if rtt is not None else math.inf,
+        spare if req.purpose is Purpose.SERVE else 0,
+        node.name,
+        node.node_id,
+    )
+    return Ranked(node.node_id, node.name, idx, tflops, cls, rel, load, rtt, spare, key)
+
+
+def rank_nodes(nodes: Iterable[NodeView], request: Request, now: float, *,
+               throughput: ThroughputTable = EMPTY_TABLE,
+               blacklist: DriverBlacklist = EMPTY_BLACKLIST,
+               rules: RankRules = DEFAULT_RULES) -> Ranking:
+    """Eligible nodes best first, and the excluded ones with their reasons (input order)."""
+    ctx = _Ctx(request, throughput, blacklist, rules)
+    ranked: list[Ranked] = []
+    excluded: list[Excluded] = []
+    for node in nodes:
+        v = _evaluate(node, now, ctx)
+        if type(v) is Ranked:
+            ranked.append(v)
+        else:
+            excluded.append(v)  # type: ignore[arg-type]
+    ranked.sort(key=_key)
+    return Ranking(ranked, excluded)
+
+
+def _key(r: Ranked) -> tuple[Any, ...]:
+    return r.key

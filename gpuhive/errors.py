@@ -1,0 +1,141 @@
+"""Every expected failure in gpuhive is a ``GpuhiveError``.
+
+Each error carries the data that explains it and a ``hint`` that says what to do
+next. Only the CLI entry point turns them into one readable line and an exit code.
+Library errors (asyncssh, sqlite3, OSError) are translated at the boundary with
+``raise ... from exc``.
+
+    GpuhiveError
+    ├── ConfigError                 a setting is missing or invalid (names the key)
+    ├── StateError                  $GPUHIVE_HOME is missing, incomplete or unreadable
+    ├── TokenError                  join tokens
+    │   ├── TokenMalformed
+    │   ├── TokenUnknown
+    │   ├── TokenExpired
+    │   ├── TokenUsedUp
+    │   └── TokenRevoked
+    ├── HostKeyMismatch             the controller is not the one the token pins
+    ├── ProtocolError               a malformed agent <-> controller message
+    ├── NodeNotFound                no node by that name or id
+    ├── NodeUnreachable             the controller cannot open a session to a node
+    ├── ControllerUnavailable       the admin socket does not answer
+    ├── EnrollRefused               the controller refused an enrollment
+    ├── CommandFailed               an external command (ip, nft, ssh…) failed
+    └── LabError                    the network-namespace lab could not be built
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GpuhiveError(Exception):
+    """Root of all expected gpuhive failures."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "data": self.data}
+
+
+class ConfigError(GpuhiveError):
+    code = "config"
+    exit_code = 2
+
+
+class StateError(GpuhiveError):
+    code = "state"
+
+
+class TokenError(GpuhiveError):
+    code = "token"
+    exit_code = 3
+
+
+class TokenMalformed(TokenError):
+    code = "token_malformed"
+
+
+class TokenUnknown(TokenError):
+    code = "token_unknown"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+
+
+class TokenUsedUp(TokenError):
+    code = "token_used_up"
+
+
+class TokenRevoked(TokenError):
+    code = "token_revoked"
+
+
+class HostKeyMismatch(GpuhiveError):
+    code = "host_key_mismatch"
+    exit_code = 4
+
+
+class ProtocolError(GpuhiveError):
+    code = "protocol"
+
+
+class NodeNotFound(GpuhiveError):
+    code = "node_not_found"
+
+
+class NodeUnreachable(GpuhiveError):
+    code = "node_unreachable"
+
+
+class ControllerUnavailable(GpuhiveError):
+    code = "controller_unavailable"
+
+
+class EnrollRefused(GpuhiveError):
+    code = "enroll_refused"
+
+
+class CommandFailed(GpuhiveError):
+    code = "command_failed"
+
+    def __init__(self, argv: list[str], returncode: int, output: str, *, hint: str = "") -> None:
+        tail = output.strip().splitlines()[-5:]
+        msg = f"`{' '.join(argv)}` exited with {returncode}"
+        if tail:
+            msg += ": " + " | ".join(tail)
+        super().__init__(msg, hint=hint, argv=argv, returncode=returncode, output_tail=tail)
+
+
+class LabError(GpuhiveError):
+    code = "lab"
+
+
+# Errors the admin API may send back, by code, so the CLI re-raises the same class.
+BY_CODE: dict[str, type[GpuhiveError]] = {
+    cls.code: cls
+    for cls in (
+        GpuhiveError, ConfigError, StateError, TokenError, TokenMalformed, TokenUnknown,
+        TokenExpired, TokenUsedUp, TokenRevoked, HostKeyMismatch, ProtocolError, NodeNotFound,
+        NodeUnreachable, ControllerUnavailable, EnrollRefused, LabError,
+    )
+}
+
+
+def from_dict(d: dict[str, Any]) -> GpuhiveError:
+    cls = BY_CODE.get(str(d.get("code")), GpuhiveError)
+    err = GpuhiveError.__new__(cls)
+    GpuhiveError.__init__(err, str(d.get("message", "error")), hint=str(d.get("hint", "")),
+                          **dict(d.get("data") or {}))
+    return err

@@ -1,0 +1,241 @@
+"""A whole hive in the lab: controller plus N enrolled agents, each behind its own NAT.
+
+As root the hosts are network namespaces (see ``topology``); otherwise every process runs
+on loopback. Every process is a real ``python -m gpuhive`` started the way a user would
+start it, with its own $GPUHIVE_HOME under the lab directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpuhive.controller import admin_client
+from gpuhive.errors import ControllerUnavailable, GpuhiveError, LabError
+from gpuhive.lab import netns, procs
+from gpuhive.lab import state as lab_state
+from gpuhive.lab.topology import CTL_ADDRESS, Host, new_prefix, plan_lab
+
+HIVE_PORT = 2222
+DEFAULT_DIR = Path(os.environ.get("GPUHIVE_LAB_DIR", "/tmp/gpuhive-lab"))
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    friends: int = 3
+    bandwidth: str | None = None
+    mtu: int | None = None
+    heartbeat_interval: float = 1.0
+    backoff_cap: float = 2.0
+    loopback: bool = False  # force the no-root fallback
+    wait_s: float = 60.0
+
+
+class Lab:
+    """A running lab, from its state file; what tests and the CLI drive."""
+
+    def __init__(self, st: lab_state.LabState) -> None:
+        self.state = st
+
+    # ---- where things are -------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        return self.state.dir
+
+    @property
+    def controller_home(self) -> Path:
+        return self.dir / "controller"
+
+    def node_home(self, name: str) -> Path:
+        return self.dir / "nodes" / name
+
+    def host(self, name: str) -> Host:
+        for h in self.state.hosts:
+            if h.name == name:
+                return h
+        raise LabError(f"no lab host named {name!r}")
+
+    @property
+    def friends(self) -> list[str]:
+        return [h.name for h in self.state.hosts if h.name != "ctl"]
+
+    def env(self, home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPUHIVE_")}
+        env.update(self.state.env)
+        env["GPUHIVE_HOME"] = str(home)
+        env.update(extra or {})
+        return env
+
+    # ---- acting -----------------------------------------------------------------------
+
+    def admin(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return admin_client.call(self.controller_home / "admin.sock", method, params, **kw)
+
+    def cli(self, *args: str, host: str = "ctl", check: bool = False,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the gpuhive CLI as the lab's owner (host ctl) or on a friend's host."""
+        home = self.controller_home if host == "ctl" else self.node_home(host)
+        argv = netns.exec_argv(self.host(host).namespace,
+                               [sys.executable, "-m", "gpuhive", *args])
+        proc = subprocess.run(argv, env=self.env(home), capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise LabError(f"`gpuhive {' '.join(args)}` on {host} exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-500:]}")
+        return proc
+
+    def start_controller(self) -> int:
+        h = self.host("ctl")
+        pid = procs.spawn([sys.executable, "-m", "gpuhive", "up"], ns=h.namespace,
+                          env=self.env(self.controller_home), log_path=self.dir / "ctl.log")
+        self._set_pid("ctl", pid)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                self.admin("status", timeout=2)
+                return pid
+            except ControllerUnavailable:
+                if not procs.alive(pid):
+                    raise LabError("the lab controller exited at start",
+                                   hint=f"see {self.dir / 'ctl.log'}") from None
+                time.sleep(0.1)
+        raise LabError("the lab controller did not answer within 20 s",
+                       hint=f"see {self.dir / 'ctl.log'}")
+
+    def stop_controller(self) -> None:
+        pid = self.state.pids.pop("ctl", None)
+        if pid:
+            procs.stop(pid)
+        lab_state.save(self.state)
+
+    def enroll(self, name: str, token: str | None = None) -> int:
+        """Invite and enroll one friend; the enroll process goes on as its agent."""
+        if token is None:
+            token = self.admin("invite.create", {"name": name, "ttl": "1h", "uses": 1})["token"]
+        h = self.host(name)
+        pid = procs.spawn([sys.executable, "-m", "gpuhive", "enroll", token, "--name", name],
+                          ns=h.namespace, env=self.env(self.node_home(name)),
+                          log_path=self.dir / f"{name}.log")
+        self._set_pid(f"agent-{name}", pid)
+        return pid
+
+    def start_agent(self, name: str) -> int:
+        h = self.host(name)
+        pid = procs.spawn([sys.executable, "-m", "gpuhive", "agent"], ns=h.namespace,
+                          env=self.env(self.node_home(name)), log_path=self.dir / f"{name}.log")
+        self._set_pid(f"agent-{name}", pid)
+        return pid
+
+    def kill_agent(self, name: str, *, hard: bool = True) -> None:
+        pid = self.state.pids.pop(f"agent-{name}", None)
+        if pid:
+            if hard:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, 9)
+            procs.stop(pid, grace_s=1)
+        lab_state.save(self.state)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self.admin("nodes.list"))
+
+    def wait_for(self, want: dict[str, str], timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Wait until each named node has the wanted status; return the node list."""
+        deadline = time.monotonic() + timeout
+        nodes: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ControllerUnavailable):
+                nodes = self.nodes()
+                seen = {n["name"]: n["status"] for n in nodes}
+                if all(seen.get(k) == v for k, v in want.items()):
+                    return nodes
+            time.sleep(0.2)
+        seen = {n["name"]: n["status"] for n in nodes}
+        raise LabError(f"nodes did not reach {want} within {timeout:.0f}s (now {seen})",
+                       hint=f"see the logs in {self.dir}")
+
+    def _set_pid(self, role: str, pid: int) -> None:
+        self.state.pids[role] = pid
+        lab_state.save(self.state)
+
+
+def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
+    """Build the lab, start the controller, enroll every friend, wait until all are online."""
+    if lab_state.state_path(lab_dir).exists():
+        raise LabError(f"a lab already runs from {lab_dir}",
+                       hint="take it down with `gpuhive lab down` first")
+    prefix = new_prefix()
+    use_netns = netns.is_root() and not options.loopback
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    lab_dir.mkdir(parents=True, mode=0o700)
+    extra = {"GPUHIVE_HEARTBEAT_INTERVAL": str(options.heartbeat_interval),
+             "GPUHIVE_BACKOFF_CAP": str(options.backoff_cap),
+             "GPUHIVE_BACKOFF_BASE": str(min(0.5, options.backoff_cap)),
+             "GPUHIVE_CONNECT_TIMEOUT": "10"}
+    if use_netns:
+        plan = plan_lab(prefix, options.friends, options.bandwidth, options.mtu)
+        hosts = list(plan.hosts)
+        endpoint = f"{CTL_ADDRESS}:{HIVE_PORT}"
+    else:
+        hosts = [Host("ctl", None, "127.0.0.1", "127.0.0.1")] + [
+            Host(f"friend{i}", None, "127.0.0.1", "127.0.0.1")
+            for i in range(1, options.friends + 1)]
+        endpoint = f"127.0.0.1:{_free_port()}"
+        # several loopback labs (or a user's own controller) must not share forward ports
+        base = random.SystemRandom().randrange(20000, 30000, 1000)
+        extra.update(GPUHIVE_FORWARD_PORT_MIN=str(base), GPUHIVE_FORWARD_PORT_MAX=str(base + 999))
+    st = lab_state.LabState(prefix, "netns" if use_netns else "loopback", lab_dir, hosts, {},
+                            extra)
+    lab_state.save(st)
+    lab = Lab(st)
+    try:
+        if use_netns:
+            netns.build(plan)
+        _, port = endpoint.rsplit(":", 1)
+        lab.cli("init", "--endpoint", endpoint, "--listen-port", port, check=True)
+        lab.start_controller()
+        for name in lab.friends:
+            lab.enroll(name)
+        lab.wait_for({name: "online" for name in lab.friends}, timeout=options.wait_s)
+    except BaseException:
+        down(lab_dir)
+        raise
+    return lab
+
+
+def load(lab_dir: Path = DEFAULT_DIR) -> Lab:
+    return Lab(lab_state.load(lab_state.state_path(lab_dir)))
+
+
+def down(lab_dir: Path = DEFAULT_DIR) -> list[str]:
+    """Stop every process and remove every namespace and file the lab made. Idempotent."""
+    removed: list[str] = []
+    try:
+        st = lab_state.load(lab_state.state_path(lab_dir))
+    except GpuhiveError:
+        st = None
+    if st is not None:
+        for role, pid in sorted(st.pids.items(), key=lambda kv: kv[0] == "ctl"):
+            procs.stop(pid, grace_s=3)
+            removed.append(f"process {role} ({pid})")
+        if st.mode == "netns":
+            removed += [f"namespace {ns}" for ns in netns.teardown(st.prefix)]
+    if lab_dir.exists():
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        removed.append(f"directory {lab_dir}")
+    return removed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

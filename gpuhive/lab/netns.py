@@ -1,0 +1,101 @@
+"""Apply a ``LabPlan`` to the machine with ip/nft/tc, and take labs down again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from gpuhive.errors import CommandFailed, LabError
+from gpuhive.lab import pids as _pids
+from gpuhive.lab.topology import NAMESPACE_RE, LabPlan
+
+_TOOL_PACKAGE = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "sysctl": "procps"}
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def exec_argv(ns: str | None, argv: list[str]) -> list[str]:
+    """argv run inside namespace ``ns``; None means the current one (loopback mode)."""
+    return list(argv) if ns is None else ["ip", "netns", "exec", ns, *argv]
+
+
+def run(argv: list[str], *, input: str | None = None, check: bool = True,
+        timeout_s: float = 60.0) -> str:
+    """Run a command, return stdout+stderr; raise CommandFailed when it fails and check."""
+    try:
+        proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        pkg = _TOOL_PACKAGE.get(argv[0], argv[0])
+        raise CommandFailed(argv, 127, str(exc), hint=f"install {pkg}") from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output if isinstance(exc.output, str) else ""
+        raise CommandFailed(argv, -1, out + f"\ntimed out after {timeout_s:g}s") from exc
+    if check and proc.returncode != 0:
+        raise CommandFailed(argv, proc.returncode, proc.stdout)
+    return proc.stdout
+
+
+def list_namespaces() -> list[str]:
+    out = run(["ip", "netns", "list"])
+    # Lines look like "gh12ab-net (id: 3)" or just "gh12ab-net".
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def list_lab_namespaces() -> list[str]:
+    """Namespaces that look like any lab's (``gh…-net``, ``gh…-f1``…), to find stray labs."""
+    return [ns for ns in list_namespaces() if NAMESPACE_RE.match(ns)]
+
+
+def lab_prefixes() -> list[str]:
+    """Prefixes of every lab that has namespaces on this machine."""
+    found = {m.group(1) for ns in list_namespaces() if (m := NAMESPACE_RE.match(ns))}
+    return sorted(found)
+
+
+def build(plan: LabPlan) -> None:
+    """Create the lab; on any failure remove what was made and raise LabError."""
+    if not is_root():
+        raise LabError("the network lab needs root",
+                       hint="run as root, or use the loopback lab (no namespaces)")
+    clash = [ns for ns in list_namespaces() if ns.startswith(plan.prefix + "-")]
+    if clash:
+        raise LabError(f"lab {plan.prefix} already exists ({', '.join(clash)})",
+                       hint="tear that lab down first, or use a new prefix")
+    cmds = plan.setup_commands()
+    for n, argv in enumerate(cmds, 1):
+        try:
+            run(argv)
+        except CommandFailed as exc:
+            teardown(plan.prefix)
+            raise LabError(f"lab setup failed at step {n}/{len(cmds)}: `{' '.join(argv)}`",
+                           hint=exc.message, step=n, argv=argv) from exc
+
+
+def namespace_pids(ns: str) -> list[int]:
+    out = run(["ip", "netns", "pids", ns], check=False)
+    return [int(tok) for tok in out.split() if tok.isdigit()]
+
+
+def teardown(prefix: str, grace_s: float = 3.0) -> list[str]:
+    """Kill every process in the lab's namespaces and delete them. Idempotent.
+
+    Returns the namespaces removed. Raises LabError only if one is still there afterwards.
+    """
+    if not prefix:
+        raise LabError("refusing to tear down an empty prefix")
+    doomed = [ns for ns in list_namespaces() if ns.startswith(prefix + "-")]
+    # Processes first: a namespace whose processes live on keeps its links and
+    # addresses after `ip netns del`, just invisible.
+    victims = {pid for ns in doomed for pid in namespace_pids(ns)} - {os.getpid()}
+    _pids.terminate(sorted(victims), grace_s)
+    for ns in reversed(doomed):
+        run(["ip", "netns", "del", ns], check=False)
+    left = [ns for ns in list_namespaces() if ns in doomed]
+    if left:
+        raise LabError(f"could not delete namespaces {', '.join(left)}",
+                       hint="see `ip netns pids NS` and delete them by hand")
+    return doomed

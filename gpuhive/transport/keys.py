@@ -1,0 +1,47 @@
+"""SSH key files: create (0600), load, fingerprint. Private keys never leave this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncssh
+
+from gpuhive.errors import StateError
+from gpuhive.fsutil import write_private
+
+
+def create_key(path: Path, comment: str) -> asyncssh.SSHKey:
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
+    write_private(path, key.export_private_key("openssh"))
+    path.with_suffix(".pub").write_bytes(key.export_public_key("openssh"))
+    return key
+
+
+def load_key(path: Path) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.read_private_key(str(path))
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise StateError(f"cannot read key {path}: {exc}",
+                         hint="run `gpuhive init` (controller) or `gpuhive enroll` (node) first",
+                         path=str(path)) from exc
+
+
+def ensure_key(path: Path, comment: str) -> asyncssh.SSHKey:
+    return load_key(path) if path.exists() else create_key(path, comment)
+
+
+def public_text(key: asyncssh.SSHKey) -> str:
+    """One-line OpenSSH public key without comment: the form stored and compared."""
+    algo, blob = key.convert_to_public().export_public_key("openssh").decode().split()[:2]
+    return f"{algo} {blob}"
+
+
+def import_public(text: str) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise StateError(f"invalid public key {text[:40]!r}") from exc
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    return key.get_fingerprint("sha256")

@@ -1,0 +1,135 @@
+"""The controller's SSH sessions to nodes, kept open and reused.
+
+An enrolled node is reached at controller 127.0.0.1:P (its reverse forward) and must show
+the embedded-server host key pinned at enroll; a node added with ``nodes add`` is reached at
+its own sshd and must show the host key pinned then. One event loop drives them all, so a
+command on a hundred nodes is a hundred concurrent channels, not a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncssh
+
+from gpuhive.core.model import NodeKind, NodeRecord
+from gpuhive.errors import NodeUnreachable
+from gpuhive.transport.keys import import_public
+
+AGENT_USER = "gpuhive"
+
+
+@dataclass(frozen=True)
+class SshAddress:
+    user: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def parse_address(text: str, default_user: str = "root") -> SshAddress:
+    """``user@host[:port]`` / ``host`` / ``user@[v6]:port`` → SshAddress."""
+    user, _, rest = text.rpartition("@")
+    user = user or default_user
+    host, port = rest, 22
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, port_s = rest.split(":")
+        if not port_s.isdigit():
+            raise ValueError(f"bad port in {text!r}")
+        port = int(port_s)
+    if not host or not 0 < port < 65536:
+        raise ValueError(f"not a user@host[:port] address: {text!r}")
+    return SshAddress(user, host, port)
+
+
+@dataclass
+class ExecResult:
+    node: str
+    exit_status: int | None  # None: could not run at all
+    error: str = ""
+
+
+LineSink = Callable[[str, str, str], None]  # (node name, stream "out"/"err", line)
+
+
+class NodeConnections:
+    def __init__(self, client_key: asyncssh.SSHKey, *, connect_timeout: float = 10.0) -> None:
+        self.client_key = client_key
+        self.connect_timeout = connect_timeout
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def target(self, node: NodeRecord) -> SshAddress:
+        if node.kind == NodeKind.SSH:
+            return parse_address(node.address)
+        if node.forward_port is None:
+            raise NodeUnreachable(f"node {node.name} has no forward port")
+        return SshAddress(AGENT_USER, "127.0.0.1", node.forward_port)
+
+    async def get(self, node: NodeRecord) -> asyncssh.SSHClientConnection:
+        lock = self._locks.setdefault(node.id, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(node.id)
+            if conn is not None and not conn.is_closed():
+                return conn
+            addr = self.target(node)
+            try:
+                conn = await asyncio.wait_for(asyncssh.connect(
+                    addr.host, addr.port, username=addr.user, client_keys=[self.client_key],
+                    known_hosts=([import_public(node.host_key)], [], []), agent_path=None,
+                    preferred_auth=["publickey"], keepalive_interval=30),
+                    self.connect_timeout)
+            except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+                hint = ("the node's agent may be disconnected: see `gpuhive nodes show "
+                        f"{node.name}`" if node.kind == NodeKind.AGENT else
+                        "check that its sshd runs and authorizes the controller key")
+                raise NodeUnreachable(f"cannot open a session to node {node.name} ({addr}): "
+                                      f"{exc or type(exc).__name__}", hint=hint,
+                                      node=node.name) from exc
+            self._conns[node.id] = conn
+            return conn
+
+    async def run(self, node: NodeRecord, argv: list[str], sink: LineSink) -> ExecResult:
+        """Run a command on one node, sending each output line to ``sink`` as it comes."""
+        command = " ".join(shlex.quote(a) for a in argv) if len(argv) != 1 else argv[0]
+        try:
+            conn = await self.get(node)
+            async with conn.create_process(command, stdin=asyncssh.DEVNULL) as proc:
+                await asyncio.gather(_pump(proc.stdout, node.name, "out", sink),
+                                     _pump(proc.stderr, node.name, "err", sink))
+                done = await proc.wait(check=False)
+            status = done.exit_status
+            if status is None and done.exit_signal:
+                status = 128 + 15
+            return ExecResult(node.name, status if status is not None else 255)
+        except NodeUnreachable as exc:
+            return ExecResult(node.name, None, exc.message)
+        except (OSError, asyncssh.Error) as exc:
+            await self.close(node.id)
+            return ExecResult(node.name, None, f"session to {node.name} broke: {exc}")
+
+    async def close(self, node_id: str) -> None:
+        conn = self._conns.pop(node_id, None)
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(nid) for nid in list(self._conns)))
+
+
+async def _pump(stream: asyncssh.SSHReader[str], node: str, name: str, sink: LineSink) -> None:
+    async for line in stream:
+        if line:  # asyncssh yields one final "" at EOF
+            sink(node, name, line.rstrip("\n"))
