@@ -30,8 +30,9 @@ class Settings:
     endpoint: str = ""  # host:port friends dial; put in tokens. Empty: detected at invite.
     heartbeat_interval: float = 5.0
     offline_after_missed: int = 3
-    forward_port_min: int = 41000
-    forward_port_max: int = 48999
+    # below Linux's ephemeral range (32768+), so outgoing connections never squat on them
+    forward_port_min: int = 24000
+    forward_port_max: int = 31999
     token_ttl: str = "24h"
     # agent
     backoff_base: float = 1.0

@@ -65,7 +65,7 @@ def rm(name: str) -> None:
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def exec(  # noqa: A001 - the subcommand is called exec
+def exec(  # the subcommand is called exec
     target: str = typer.Argument(..., help="node name, comma-separated names, or 'all'"),
     command: list[str] = typer.Argument(..., help="the command, after `--`"),
     fresh: bool = typer.Option(False, "--fresh", help="open new sessions instead of reusing"),

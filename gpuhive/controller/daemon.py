@@ -20,7 +20,7 @@ from gpuhive.core.liveness import plan_transitions
 from gpuhive.core.model import NodeKind, NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.transport import keys
-from gpuhive.transport.hive_server import start_hive_server
+from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,12 @@ class Controller:
                                    self.host_key, self.client_key, clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
-        self._acceptor = None
+        self._endpoint: HiveEndpoint | None = None
         self.port = 0
 
     async def start(self) -> None:
         try:
-            self._acceptor = await start_hive_server(
+            self._endpoint = await start_hive_server(
                 self.hive, self.settings.listen_host, self.settings.listen_port, self.host_key,
                 keepalive_interval=self.settings.keepalive_interval)
         except OSError as exc:
@@ -54,7 +54,7 @@ class Controller:
                              f"{self.settings.listen_port}: {exc.strerror or exc}",
                              hint="another controller may be running; stop it or set "
                                   "listen_port") from exc
-        self.port = self._acceptor.get_port()
+        self.port = self._endpoint.port
         self._servers.append(await start_admin_server(self.service, self.home.admin_socket))
         self._tasks.append(asyncio.ensure_future(self._track()))
         self.home.pid_file.write_text(f"{os.getpid()}\n")
@@ -101,11 +101,9 @@ class Controller:
                 await task
         for server in self._servers:
             server.close()
-        if self._acceptor is not None:
-            self._acceptor.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._acceptor.wait_closed(), 5)
         await self.nodes.close_all()
+        if self._endpoint is not None:
+            await self._endpoint.close()
         with contextlib.suppress(GpuhiveError):
             self.hive.flush()
         self.registry.close()

@@ -7,6 +7,7 @@ dict writes and one commit per tick rather than a thousand commits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,11 +103,9 @@ class Hive:
         conns.discard(conn)
         if not conns:
             del self.links[node.id]
-            try:
+            with contextlib.suppress(GpuhiveError):
                 self.registry.set_connection(node.id, connected_since=None, public_addr="",
                                              now=self.clock(), event="disconnected")
-            except GpuhiveError:
-                pass
 
     # ---- controller side --------------------------------------------------------------
 

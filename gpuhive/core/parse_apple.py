@@ -82,7 +82,6 @@ def parse_system_profiler_data(data: Any, memsize_bytes: int = 0) -> list[GpuInf
             name=name,
             memory_total_mib=total,
             vendor=vendor,
-            driver_version=_metal(item),
         ))
     return out
 
@@ -109,10 +108,3 @@ def _mem_mib(v: Any) -> int | None:
     unit = (m.group(2) or "MB").upper()
     val = float(m.group(1)) * _UNIT_MIB[unit]
     return int(val) if val < 2**50 else None
-
-
-def _metal(item: Mapping[str, Any]) -> str | None:
-    fam = _str(item.get("spdisplays_mtlgpufamilysupport"))  # "spdisplays_metal3"
-    if fam and fam.startswith("spdisplays_metal"):
-        return "Metal " + fam.removeprefix("spdisplays_metal")
-    return None

@@ -161,11 +161,46 @@ class Ranked:
                 "spare_vram_mib": self.spare_vram_mib, "why": self.why}
 
 
-@dataclass(slots=True)
 class Excluded:
-    node_id: str
-    name: str
-    reasons: tuple[Reason, ...]
+    """A node that cannot take the request, with every reason that applies.
+
+    Ranking stops judging an excluded node at its first failing check; the full list of
+    reasons is worked out (from the same inputs, so the same answer) when first read.
+    """
+
+    __slots__ = ("_ctx", "_node", "_now", "_reasons", "name", "node_id")
+
+    def __init__(self, node_id: str, name: str, reasons: tuple[Reason, ...] | None = None,
+                 *, _lazy: tuple[NodeView, float, _Ctx] | None = None) -> None:
+        self.node_id, self.name = node_id, name
+        self._reasons = reasons
+        self._node: NodeView | None = None
+        self._ctx: _Ctx | None = None
+        self._now = 0.0
+        if _lazy is not None:
+            self._node, self._now, self._ctx = _lazy
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        if self._reasons is None:
+            assert self._node is not None and self._ctx is not None
+            v = _evaluate(self._node, self._now, self._ctx, collect=True)
+            self._reasons = v.reasons if isinstance(v, Excluded) else ()
+            self._node = self._ctx = None
+        return self._reasons
+
+    @property
+    def codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def __repr__(self) -> str:
+        return f"Excluded({self.node_id!r}, {self.name!r}, {self.reasons!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Excluded) and (self.node_id, self.name, self.reasons)
+                == (other.node_id, other.name, other.reasons))
+
+    __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "name": self.name,
@@ -250,12 +285,10 @@ class _Ctx:
                 self.min_cc = rules.fp16_train_min_cc
             elif req.precision == "bf16":
                 self.min_cc = rules.bf16_train_min_cc
-        # (vendor, name, cc text) → (datasheet TFLOPS or 0.0, cc below the minimum?)
-        self.gpu_memo: dict[tuple[str, str, str | None], tuple[float, tuple[int, int] | None]] = {}
+        self.gpu_memo: dict[tuple[str, str, str | None, str | None], _GpuFacts] = {}
 
-    def gpu_facts(self, g: GpuInfo) -> tuple[float, tuple[int, int] | None]:
-        """(datasheet TFLOPS or 0.0, the compute capability if it is too low, else None)."""
-        key = (g.vendor, g.name, g.compute_capability)
+    def gpu_facts(self, g: GpuInfo) -> _GpuFacts:
+        key = (g.vendor, g.name, g.compute_capability, g.driver_version)
         try:
             return self.gpu_memo[key]
         except KeyError:
@@ -267,9 +300,19 @@ class _Ctx:
                 parse_cc(row.compute_capability) if row is not None else None)
             if cc is not None and cc < self.min_cc:
                 low = cc
-        facts = (row.fp16_tflops if row is not None else 0.0, low)
+        bad = None
+        if g.driver_version and self.blacklist.rules:
+            rule = self.blacklist.check(g.vendor, g.driver_version)
+            if rule is not None:
+                bad = Reason("driver", "{0} driver {1} is blacklisted ({2}): {3}",
+                             (g.vendor, g.driver_version, rule.spec, rule.reason))
+        facts = (row.fp16_tflops if row is not None else 0.0, low, bad)
         self.gpu_memo[key] = facts
         return facts
+
+
+# (datasheet TFLOPS or 0.0, compute capability when below the minimum, blacklisted driver)
+_GpuFacts = tuple[float, "tuple[int, int] | None", "Reason | None"]
 
 
 def evaluate(node: NodeView, req: Request, now: float, *,
@@ -277,10 +320,11 @@ def evaluate(node: NodeView, req: Request, now: float, *,
              blacklist: DriverBlacklist = EMPTY_BLACKLIST,
              rules: RankRules = DEFAULT_RULES) -> Ranked | Excluded:
     """Judge one node for one request: ``Ranked`` (with its sort key) or ``Excluded``."""
-    return _evaluate(node, now, _Ctx(req, throughput, blacklist, rules))
+    return _evaluate(node, now, _Ctx(req, throughput, blacklist, rules), collect=True)
 
 
-def _evaluate(node: NodeView, now: float, ctx: _Ctx) -> Ranked | Excluded:
+def _evaluate(node: NodeView, now: float, ctx: _Ctx, collect: bool) -> Ranked | Excluded:
+    """With ``collect`` False, return at the first failing check (a lazy ``Excluded``)."""
     reasons: list[Reason] = []
     rules = ctx.rules
     if node.status is not NodeStatus.ONLINE:
@@ -298,6 +342,14 @@ def _evaluate(node: NodeView, now: float, ctx: _Ctx) -> Ranked | Excluded:
             reasons.append(Reason(
                 "schedule", "outside the owner's window {0!r} (local time {1:02d}:{2:02d})",
                 (sched.text, minute // 60, minute % 60)))
+    if reasons and not collect:
+        return Excluded(node.node_id, node.name, _lazy=(node, now, ctx))
+
+    verdict = (_gpu_verdict(node, ctx, reasons, collect) if ctx.req.gpus > 0
+               else _cpu_verdict(node, ctx, reasons))
+    if verdict is None and not collect:
+        return Excluded(node.node_id, node.name, _lazy=(node, now, ctx))
+
     if node.thermal_events:
         n = count_recent(node.thermal_events, now, rules.thermal_window_s)
         if n >= rules.thermal_max_events:
@@ -310,33 +362,21 @@ def _evaluate(node: NodeView, now: float, ctx: _Ctx) -> Ranked | Excluded:
             reasons.append(Reason(
                 "error_rate", "{0} of its last {1} tasks failed ({2:.1%} > {3:.0%})",
                 (failed, counted, failed / counted, rules.error_rate_max)))
-
-    gpus = node.hardware.gpus
-    if ctx.blacklist.rules and gpus:
-        seen: set[tuple[str, str]] = set()
-        for g in gpus:
-            if g.driver_version and (g.vendor, g.driver_version) not in seen:
-                seen.add((g.vendor, g.driver_version))
-                rule = ctx.blacklist.check(g.vendor, g.driver_version)
-                if rule is not None:
-                    reasons.append(Reason(
-                        "driver", "{0} driver {1} is blacklisted ({2}): {3}",
-                        (g.vendor, g.driver_version, rule.spec, rule.reason)))
-
-    if ctx.req.gpus <= 0:
-        return _cpu_verdict(node, ctx, reasons)
-    return _gpu_verdict(node, ctx, reasons)
+    if reasons or verdict is None:
+        if not collect:
+            return Excluded(node.node_id, node.name, _lazy=(node, now, ctx))
+        return Excluded(node.node_id, node.name, tuple(reasons))
+    return verdict
 
 
-def _cpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | Excluded:
+def _cpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | None:
     hw = node.hardware
     req = ctx.req
     if hw.memory_available_mib < ctx.need:
         reasons.append(Reason(
             "ram", "{0} MiB RAM available < {1} + {2} MiB headroom",
             (hw.memory_available_mib, req.need_vram_mib, req.headroom_mib)))
-    if reasons:
-        return Excluded(node.node_id, node.name, tuple(reasons))
+        return None
     flags = hw.cpu.flags
     cls = 1 if "avx512f" in flags else 0 if "avx2" in flags else -1
     load = node.load if node.load is not None else min(
@@ -344,13 +384,20 @@ def _cpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | E
     return _ranked(node, req, (), None, cls, load, hw.memory_available_mib - ctx.need)
 
 
-def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | Excluded:
+def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
+                 collect: bool) -> Ranked | None:
+    """Pick the GPUs for the request, or add why not to ``reasons`` and return None."""
     req = ctx.req
     gpus = node.hardware.gpus
     pol = node.policy
     want = req.gpus
     cap = len(gpus) if pol.max_gpus is None else min(len(gpus), max(0, pol.max_gpus))
     if cap < want:
+        if collect:
+            for g in gpus:
+                bad = ctx.gpu_facts(g)[2]
+                if bad is not None and bad not in reasons:
+                    reasons.append(bad)
         if pol.max_gpus is not None and pol.max_gpus < min(len(gpus), want):
             reasons.append(Reason("gpu_count",
                                   "the owner shares at most {0} GPU(s); request needs {1}",
@@ -358,31 +405,50 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | E
         else:
             reasons.append(Reason("gpu_count", "has {0} GPU(s); request needs {1}",
                                   (len(gpus), want)))
-        return Excluded(node.node_id, node.name, tuple(reasons))
+        return None
 
     need = ctx.need
     reserve = pol.reserve_vram_mib
     measured = node.measured_tflops
-    usable: list[tuple[float, int, GpuInfo]] = []  # (TFLOPS or 0, offered MiB, gpu)
+    memo = ctx.gpu_memo
+    usable: list[tuple[float, int, int, GpuInfo]] = []  # (TFLOPS, offered MiB, -index, gpu)
+    best: tuple[float, int, int, GpuInfo] | None = None  # the pick when want == 1
+    n_usable = 0
     best_offer = 0
     vram_ok = cc_ok = 0
     worst: tuple[tuple[int, int], str] | None = None
-    gpu_facts = ctx.gpu_facts
+    bad_drivers: list[Reason] = []
     for g in gpus:
+        facts = memo.get((g.vendor, g.name, g.compute_capability, g.driver_version))
+        tf, low_cc, bad = facts if facts is not None else ctx.gpu_facts(g)
+        if bad is not None:
+            if not collect:
+                return None
+            if bad not in bad_drivers:
+                bad_drivers.append(bad)
         offer = g.memory_total_mib - g.memory_used_mib - reserve
         if offer > best_offer:
             best_offer = offer
-        tf, low_cc = gpu_facts(g)
         if low_cc is not None:
             if worst is None or low_cc < worst[0]:
                 worst = (low_cc, g.name)
-        else:
-            cc_ok += 1
+            if offer >= need:
+                vram_ok += 1
+            continue
+        cc_ok += 1
         if offer >= need:
             vram_ok += 1
-            if low_cc is None:
-                usable.append((measured or tf, offer, g))
-    if len(usable) < want:
+            n_usable += 1
+            u = (measured or tf, offer, -g.index, g)
+            if want == 1:
+                if best is None or u[:3] > best[:3]:
+                    best = u
+            else:
+                usable.append(u)
+    reasons.extend(bad_drivers)
+    if n_usable < want:
+        if not collect:
+            return None
         if vram_ok < want:
             reasons.append(Reason(
                 "vram", "needs {0} GPU(s) with {1} + {2} MiB headroom free; {3} qualify, "
@@ -397,22 +463,34 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | E
         if vram_ok >= want and cc_ok >= want:
             reasons.append(Reason(
                 "vram", "only {0} GPU(s) meet both the VRAM and compute capability needs; "
-                        "request needs {1}", (len(usable), want)))
-    if reasons:
-        return Excluded(node.node_id, node.name, tuple(reasons))
+                        "request needs {1}", (n_usable, want)))
+        return None
+    if bad_drivers:
+        return None
 
-    if len(usable) > want:
-        usable.sort(key=lambda u: (-u[0], -u[1], u[2].index))
-        del usable[want:]
-    tf_min = min(u[0] for u in usable)
-    spare = min(u[1] for u in usable) - need
-    if node.load is not None:
-        load = node.load
+    # The fastest GPUs, then the most free memory, then the lowest index.
+    if best is not None:
+        tf_min, spare, _, g0 = best
+        spare -= need
+        idx: tuple[int, ...] = (g0.index,)
+        util = g0.utilization_pct
+        load = node.load if node.load is not None else (util / 100.0 if util else 0.0)
     else:
-        utils = [u[2].utilization_pct for u in usable if u[2].utilization_pct is not None]
-        load = (sum(utils) / len(utils) / 100.0) if utils else 0.0
-    idx = tuple(sorted(u[2].index for u in usable))
+        usable.sort(key=_usable_key, reverse=True)
+        del usable[want:]
+        tf_min = min(u[0] for u in usable)
+        spare = min(u[1] for u in usable) - need
+        idx = tuple(sorted(u[3].index for u in usable))
+        if node.load is not None:
+            load = node.load
+        else:
+            utils = [u[3].utilization_pct for u in usable if u[3].utilization_pct is not None]
+            load = (sum(utils) / len(utils) / 100.0) if utils else 0.0
     return _ranked(node, req, idx, tf_min or None, capability_class(tf_min), load, spare)
+
+
+def _usable_key(u: tuple[float, int, int, GpuInfo]) -> tuple[float, int, int]:
+    return u[0], u[1], u[2]
 
 
 def _ranked(node: NodeView, req: Request, idx: tuple[int, ...], tflops: float | None,
@@ -440,7 +518,7 @@ def rank_nodes(nodes: Iterable[NodeView], request: Request, now: float, *,
     ranked: list[Ranked] = []
     excluded: list[Excluded] = []
     for node in nodes:
-        v = _evaluate(node, now, ctx)
+        v = _evaluate(node, now, ctx, collect=False)
         if type(v) is Ranked:
             ranked.append(v)
         else:

@@ -191,7 +191,7 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
             for i in range(1, options.friends + 1)]
         endpoint = f"127.0.0.1:{_free_port()}"
         # several loopback labs (or a user's own controller) must not share forward ports
-        base = random.SystemRandom().randrange(20000, 30000, 1000)
+        base = random.SystemRandom().randrange(20000, 24000, 1000)
         extra.update(GPUHIVE_FORWARD_PORT_MIN=str(base), GPUHIVE_FORWARD_PORT_MAX=str(base + 999))
     st = lab_state.LabState(prefix, "netns" if use_netns else "loopback", lab_dir, hosts, {},
                             extra)

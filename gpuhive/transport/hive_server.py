@@ -13,6 +13,7 @@ Policy, enforced per connection:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -45,8 +46,9 @@ class HiveHandler(Protocol):
 
 
 class _HiveConnection(asyncssh.SSHServer):
-    def __init__(self, handler: HiveHandler) -> None:
+    def __init__(self, handler: HiveHandler, live: set[asyncssh.SSHServerConnection]) -> None:
         self.handler = handler
+        self.live = live
         self.conn: asyncssh.SSHServerConnection | None = None
         self.peer = "?"
         self.node: NodeRecord | None = None
@@ -54,10 +56,12 @@ class _HiveConnection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        self.live.add(conn)
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self.conn)
         if self.node is not None and self.conn is not None:
             self.handler.link_closed(self.node, self.conn)
 
@@ -123,8 +127,9 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
         self.greeted = False
         self.last_seq = -1
         self.busy = False
+        self.task: asyncio.Future[None] | None = None
 
-    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:  # type: ignore[override]
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
 
     def shell_requested(self) -> bool:
@@ -157,7 +162,7 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
             if msg.type != "enroll" or self.busy:
                 raise ProtocolError(f"expected one enroll message, got {msg.type}")
             self.busy = True
-            asyncio.ensure_future(self._enroll(msg))
+            self.task = asyncio.ensure_future(self._enroll(msg))
             return
         node = self.owner.node
         assert node is not None and self.owner.conn is not None
@@ -204,12 +209,40 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
             self.chan.exit(2)
 
 
+class HiveEndpoint:
+    """The listening endpoint and every connection it accepted.
+
+    asyncssh's acceptor leaves accepted connections open when it stops listening; a
+    controller that stops must drop them all, or agents would keep talking to a ghost.
+    """
+
+    def __init__(self, acceptor: asyncssh.SSHAcceptor,
+                 live: set[asyncssh.SSHServerConnection]) -> None:
+        self.acceptor = acceptor
+        self.live = live
+
+    @property
+    def port(self) -> int:
+        return int(self.acceptor.get_port())
+
+    async def close(self) -> None:
+        self.acceptor.close()
+        conns = list(self.live)
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+
+
 async def start_hive_server(handler: HiveHandler, host: str, port: int,
                             host_key: asyncssh.SSHKey, *, keepalive_interval: float = 15.0,
-                            login_timeout: float = 20.0) -> asyncssh.SSHAcceptor:
-    return await asyncssh.create_server(
-        lambda: _HiveConnection(handler), host, port,
+                            login_timeout: float = 20.0) -> HiveEndpoint:
+    live: set[asyncssh.SSHServerConnection] = set()
+    acceptor = await asyncssh.create_server(
+        lambda: _HiveConnection(handler, live), host, port,
         server_host_keys=[host_key], encoding=None, allow_pty=False,
         agent_forwarding=False, x11_forwarding=False,
         keepalive_interval=keepalive_interval, keepalive_count_max=3,
         login_timeout=login_timeout, server_version="gpuhive")
+    return HiveEndpoint(acceptor, live)
