@@ -255,8 +255,8 @@ def report(n: int, m: dict[str, Series], setup_s: float) -> bool:
           f"{'ctl CPU':>9} {'agents CPU':>10}")
     for label, ser in rows:
         print(f"  {label:<42} {_ms(median(ser.wall)):>9} {_ms(min(ser.wall)):>9} "
-              f"{_ms(max(ser.wall)):>9} {len(ser.wall):>4}   {_ms(median(ser.ctl_cpu)):>9} "
-              f"{_ms(median(ser.agents_cpu)):>10}")
+              f"{_ms(max(ser.wall)):>9} {len(ser.wall):>4}   {_cpu(median(ser.ctl_cpu)):>9} "
+              f"{_cpu(median(ser.agents_cpu)):>10}")
     print(f"  per node: (a) {fresh / n * 1000:.1f} ms, (b) {opn / n * 1000:.2f} ms, "
           f"(d) {ssh / n * 1000:.0f} ms;  ratios (d)/(a) {ssh / fresh:.1f}x, "
           f"(d)/(b) {ssh / opn:.0f}x, (d)/(c) {ssh / cli:.1f}x")
@@ -272,13 +272,17 @@ def report(n: int, m: dict[str, Series], setup_s: float) -> bool:
     print(f"$ python bench/fanout.py --nodes {n}    # {machine_line()}")
     print(f"  {'':<42} {'median':>9}   {'ctl CPU':>9} {'agents CPU':>10}")
     for label, ser in rows:
-        print(f"  {label:<42} {_ms(median(ser.wall)):>9}   {_ms(median(ser.ctl_cpu)):>9} "
-              f"{_ms(median(ser.agents_cpu)):>10}")
+        print(f"  {label:<42} {_ms(median(ser.wall)):>9}   {_cpu(median(ser.ctl_cpu)):>9} "
+              f"{_cpu(median(ser.agents_cpu)):>10}")
     print(f"  (d)/(a) = {ssh / fresh:.1f}x   (d)/(b) = {ssh / opn:.0f}x")
     for label, ok, value in checks:
         print(f"  {verdict(ok)}  {label:<28} {value}")
     print("```")
     return ok_all
+
+
+def _cpu(s: float) -> str:
+    return f"{s * 1000:.0f} ms"  # /proc counts CPU in 10 ms ticks
 
 
 def _ms(s: float) -> str:

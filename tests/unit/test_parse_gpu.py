@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -166,10 +167,8 @@ def test_parse_error_is_a_gpuhive_error() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_csv_garbage(text: str) -> None:
-    try:
+    with contextlib.suppress(GpuParseError):
         assert isinstance(parse_nvidia_smi_csv(text), list)
-    except GpuParseError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -177,19 +176,15 @@ def test_csv_garbage(text: str) -> None:
                 min_size=len(NVIDIA_SMI_QUERY_FIELDS), max_size=len(NVIDIA_SMI_QUERY_FIELDS)))
 def test_csv_garbage_with_the_right_column_count(cells: list[str]) -> None:
     line = ", ".join(c.replace(",", ";").replace('"', "") for c in cells)
-    try:
+    with contextlib.suppress(GpuParseError):
         assert isinstance(parse_nvidia_smi_csv(line), list)
-    except GpuParseError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_xml_garbage(text: str) -> None:
-    try:
+    with contextlib.suppress(GpuParseError):
         assert isinstance(parse_nvidia_smi_xml(text), list)
-    except GpuParseError:
-        pass
 
 
 json_values = st.recursive(
@@ -208,7 +203,5 @@ gpu_dicts = st.fixed_dictionaries({}, optional={
                                        optional={"driver": json_values, "cuda": json_values}),
                  gpu_dicts))
 def test_nvml_garbage(data: object) -> None:
-    try:
+    with contextlib.suppress(GpuParseError):
         assert isinstance(parse_nvml(data), list)  # type: ignore[arg-type]
-    except GpuParseError:
-        pass

@@ -9,7 +9,7 @@ from pathlib import Path
 from gpuhive.core.model import GpuInfo
 from gpuhive.core.parse_gpu import nvidia_smi_csv_clock_events, parse_nvidia_smi_csv
 from gpuhive.probe import ProbeChain, probe_gpus, probe_hardware
-from gpuhive.probe.api import GpuProbe, GpuProbeResult, ProbeUnavailable
+from gpuhive.probe.api import ChainResult, GpuProbe, GpuProbeResult, ProbeUnavailable
 
 CSV = (Path(__file__).parents[1] / "data" / "nvidia" / "h100-80gb-hbm3"
        / "nvidia-smi-query.csv").read_text()
@@ -119,7 +119,8 @@ def test_probe_hardware_with_injected_chain() -> None:
 
 def test_probe_gpus_never_raises() -> None:
     class Broken(ProbeChain):
-        def run(self, timeout_s: float = 5.0, per_step_s: float | None = None):  # type: ignore[override]
+        def run(self, timeout_s: float = 5.0,
+                per_step_s: float | None = None) -> ChainResult:
             raise ValueError("boom")
 
     r = probe_gpus(chain=Broken([]))

@@ -178,7 +178,6 @@ def test_nvml_init_failure_is_translated() -> None:
 
 def test_nvml_not_installed_here() -> None:
     # nvidia-ml-py is not a dependency; without it the step says so and the chain moves on.
-    pytest.importorskip  # keep the import used
     if nvml._installed():
         pytest.skip("pynvml is installed on this machine")
     with pytest.raises(ProbeUnavailable, match="pynvml"):
