@@ -17,7 +17,15 @@ import statistics
 import time
 
 from gpuhive.core.model import AgentState, CpuInfo, GpuInfo, Hardware, NodeStatus
-from gpuhive.core.ranking import NodeView, OwnerPolicy, Purpose, Request, TaskRecord, rank_nodes
+from gpuhive.core.ranking import (
+    NodeView,
+    OwnerPolicy,
+    Purpose,
+    Request,
+    TaskHistory,
+    TaskRecord,
+    rank_nodes,
+)
 from gpuhive.data import load_driver_blacklist, load_gpu_throughput
 
 MODELS = [
@@ -55,7 +63,8 @@ def synth(n: int, now: float, rng: random.Random, healthy: bool = False) -> list
                 g.compute_capability = "8.0"
             nodes.append(NodeView(
                 node_id=f"id{i:05d}", name=f"node-{i:05d}", hardware=hw,
-                reliability=rng.random(), rtt_ms=rng.uniform(2, 200), tasks=tasks,
+                reliability=rng.random(), rtt_ms=rng.uniform(2, 200),
+                tasks=TaskHistory.of(tasks),
                 thermal_events=[now - rng.uniform(0, 2 * 86400) for _ in range(2)],
                 policy=OwnerPolicy(schedule="00:00-23:59", reserve_vram_mib=512)))
             continue
@@ -68,7 +77,7 @@ def synth(n: int, now: float, rng: random.Random, healthy: bool = False) -> list
             reliability=rng.random(), rtt_ms=rng.uniform(2, 200),
             thermal_events=[now - rng.uniform(0, 2 * 86400)
                             for _ in range(rng.choice((0, 0, 2, 4)))],
-            tasks=tasks,
+            tasks=TaskHistory.of(tasks),
             policy=OwnerPolicy(max_gpus=rng.choice((None, None, 1, 2)),
                                reserve_vram_mib=rng.choice((0, 0, 2048)),
                                schedule=rng.choice(("", "", "22:00-08:00", "09:00-17:00")),

@@ -57,6 +57,26 @@ def _methods(svc: HiveService) -> dict[str, Callable[[dict[str, Any], Emit], Awa
     }
 
 
+class _HungUp(Exception):
+    pass
+
+
+async def _unless_hung_up(work: Awaitable[Any], reader: asyncio.StreamReader) -> Any:
+    """Run ``work``; cancel it if the client closes its end (Ctrl-C on `nodes exec`)."""
+    task = asyncio.ensure_future(work)
+    eof = asyncio.ensure_future(reader.read(1))
+    try:
+        done, _ = await asyncio.wait({task, eof}, return_when=asyncio.FIRST_COMPLETED)
+        if task not in done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            raise _HungUp
+        return task.result()
+    finally:
+        eof.cancel()
+
+
 async def start_admin_server(svc: HiveService, path: Path) -> asyncio.AbstractServer:
     methods = _methods(svc)
 
@@ -65,6 +85,7 @@ async def start_admin_server(svc: HiveService, path: Path) -> asyncio.AbstractSe
             if not writer.is_closing():
                 writer.write(json.dumps(obj).encode() + b"\n")
 
+        req: dict[str, Any] = {}
         try:
             line = await reader.readline()
             req = json.loads(line)
@@ -72,8 +93,10 @@ async def start_admin_server(svc: HiveService, path: Path) -> asyncio.AbstractSe
             params = req.get("params") or {}
             if not isinstance(params, dict):
                 raise TypeError("params must be an object")
-            result = await method(params, emit)
+            result = await _unless_hung_up(method(params, emit), reader)
             emit({"ok": True, "result": result})
+        except _HungUp:
+            log.info("admin client went away; cancelled %s", req.get("method"))
         except GpuhiveError as exc:
             emit({"ok": False, "error": exc.to_dict()})
         except (ValueError, KeyError, TypeError) as exc:

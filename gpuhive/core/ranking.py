@@ -38,7 +38,6 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 from gpuhive.core.model import AgentState, GpuInfo, Hardware, NodeStatus
@@ -77,6 +76,42 @@ class TaskRecord(NamedTuple):
     ok: bool
 
 
+@dataclass(frozen=True)
+class TaskHistory:
+    """A node's finished tasks as two sorted tuples of times: all of them, and the failed.
+
+    Ranking reads only a few entries of each (bisect) instead of every record; build it
+    when a task finishes (``added``), not per ranking. Equal timestamps at the edge of
+    the 50-task window may count a neighbour's outcome; that is within the rule's slack.
+    """
+
+    finished: tuple[float, ...] = ()
+    failed: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, records: Iterable[TaskRecord]) -> TaskHistory:
+        recs = sorted(records)
+        return cls(tuple(r.finished_at for r in recs),
+                   tuple(r.finished_at for r in recs if not r.ok))
+
+    def added(self, finished_at: float, ok: bool, keep: int = 200) -> TaskHistory:
+        """With one more task (times kept sorted; only the last ``keep`` are kept)."""
+        fin = _insort(self.finished, finished_at)[-keep:]
+        failed = _insort(self.failed, finished_at) if not ok else self.failed
+        oldest = fin[0] if fin else finished_at
+        return TaskHistory(fin, tuple(t for t in failed if t >= oldest))
+
+    def __len__(self) -> int:
+        return len(self.finished)
+
+
+def _insort(times: tuple[float, ...], t: float) -> tuple[float, ...]:
+    if not times or t >= times[-1]:
+        return (*times, t)
+    i = bisect_left(times, t)
+    return (*times[:i], t, *times[i:])
+
+
 @dataclass(frozen=True, slots=True)
 class NodeView:
     """What ranking needs to know about one node (the registry assembles it)."""
@@ -90,7 +125,7 @@ class NodeView:
     load: float | None = None  # 0..1; None: derived from the hardware snapshot
     rtt_ms: float | None = None
     thermal_events: Sequence[float] = ()  # epoch seconds of thermal slowdown onsets
-    tasks: Sequence[TaskRecord] = ()  # oldest first
+    tasks: TaskHistory = field(default_factory=TaskHistory)
     policy: OwnerPolicy = field(default_factory=OwnerPolicy)
     utc_offset_s: int = 0  # the node's, from its heartbeat
     measured_tflops: float | None = None  # per GPU, overrides the datasheet table
@@ -135,16 +170,31 @@ class Reason:
 
 @dataclass(slots=True)
 class Ranked:
-    node_id: str
-    name: str
+    """An eligible node, where it ranks and why. ``key`` is the sort key (smaller is better)."""
+
+    node: NodeView
     gpu_indices: tuple[int, ...]
-    tflops: float | None  # per GPU, weakest chosen
+    tflops: float | None  # per GPU, the weakest chosen
     capability_class: int
-    reliability: float
     load: float
-    rtt_ms: float | None
     spare_vram_mib: int  # on the tightest chosen GPU, after need + headroom
     key: tuple[Any, ...]
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def reliability(self) -> float:
+        return self.node.reliability
+
+    @property
+    def rtt_ms(self) -> float | None:
+        return self.node.rtt_ms
 
     @property
     def why(self) -> str:
@@ -239,19 +289,17 @@ def count_recent(times: Sequence[float], now: float, window_s: float) -> int:
     return sum(1 for t in times if cutoff <= t <= now)
 
 
-_finished_at = itemgetter(0)
-_ok = itemgetter(1)
-
-
-def error_rate(tasks: Sequence[TaskRecord], now: float,
+def error_rate(tasks: TaskHistory, now: float,
                rules: RankRules = DEFAULT_RULES) -> tuple[int, int]:
-    """(failed, counted) over the last ``error_window_tasks`` tasks within the age limit.
-
-    ``tasks`` must be oldest first (the registry keeps them so)."""
-    lo = max(0, len(tasks) - rules.error_window_tasks)
-    lo = bisect_left(tasks, now - rules.error_max_age_s, lo=lo, key=_finished_at)
-    counted = len(tasks) - lo
-    return counted - sum(map(_ok, tasks[lo:])), counted
+    """(failed, counted) over the last ``error_window_tasks`` tasks within the age limit."""
+    fin = tasks.finished
+    lo = max(0, len(fin) - rules.error_window_tasks)
+    lo = bisect_left(fin, now - rules.error_max_age_s, lo=lo)
+    counted = len(fin) - lo
+    if not counted or not tasks.failed:
+        return 0, counted
+    failed = len(tasks.failed) - bisect_left(tasks.failed, fin[lo])
+    return failed, counted
 
 
 _STATE_REASONS = {
@@ -350,7 +398,7 @@ def _evaluate(node: NodeView, now: float, ctx: _Ctx, collect: bool) -> Ranked | 
     if verdict is None and not collect:
         return Excluded(node.node_id, node.name, _lazy=(node, now, ctx))
 
-    if node.thermal_events:
+    if len(node.thermal_events) >= rules.thermal_max_events:
         n = count_recent(node.thermal_events, now, rules.thermal_window_s)
         if n >= rules.thermal_max_events:
             reasons.append(Reason(
@@ -412,7 +460,9 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
     measured = node.measured_tflops
     memo = ctx.gpu_memo
     usable: list[tuple[float, int, int, GpuInfo]] = []  # (TFLOPS, offered MiB, -index, gpu)
-    best: tuple[float, int, int, GpuInfo] | None = None  # the pick when want == 1
+    best: GpuInfo | None = None  # the pick when want == 1: fastest, most free, lowest index
+    best_tf = 0.0
+    best_free = 0
     n_usable = 0
     best_offer = 0
     vram_ok = cc_ok = 0
@@ -439,12 +489,12 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
         if offer >= need:
             vram_ok += 1
             n_usable += 1
-            u = (measured or tf, offer, -g.index, g)
-            if want == 1:
-                if best is None or u[:3] > best[:3]:
-                    best = u
-            else:
-                usable.append(u)
+            tf = measured or tf
+            if want != 1:
+                usable.append((tf, offer, -g.index, g))
+            elif (best is None or tf > best_tf or (tf == best_tf and (
+                    offer > best_free or (offer == best_free and g.index < best.index)))):
+                best, best_tf, best_free = g, tf, offer
     reasons.extend(bad_drivers)
     if n_usable < want:
         if not collect:
@@ -470,10 +520,9 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
 
     # The fastest GPUs, then the most free memory, then the lowest index.
     if best is not None:
-        tf_min, spare, _, g0 = best
-        spare -= need
-        idx: tuple[int, ...] = (g0.index,)
-        util = g0.utilization_pct
+        tf_min, spare = best_tf, best_free - need
+        idx: tuple[int, ...] = (best.index,)
+        util = best.utilization_pct
         load = node.load if node.load is not None else (util / 100.0 if util else 0.0)
     else:
         usable.sort(key=_usable_key, reverse=True)
@@ -506,7 +555,7 @@ def _ranked(node: NodeView, req: Request, idx: tuple[int, ...], tflops: float | 
         node.name,
         node.node_id,
     )
-    return Ranked(node.node_id, node.name, idx, tflops, cls, rel, load, rtt, spare, key)
+    return Ranked(node, idx, tflops, cls, load, spare, key)
 
 
 def rank_nodes(nodes: Iterable[NodeView], request: Request, now: float, *,

@@ -43,7 +43,10 @@ class Schedule:
         if self.always:
             return True
         m = local_minute % MINUTES_PER_DAY
-        return any(w.contains(m) for w in self.windows)
+        for w in self.windows:
+            if (w.start <= m < w.end) if w.start < w.end else (m >= w.start or m < w.end):
+                return True
+        return False
 
 
 ALWAYS = Schedule((), always=True, text="always")

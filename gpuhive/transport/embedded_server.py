@@ -58,22 +58,32 @@ async def _run_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
         process.exit(127)
         return
     feeder = asyncio.ensure_future(_feed_stdin(process, proc))
+    work = asyncio.ensure_future(_relay(process, proc))
+    # A command that prints nothing would never notice its channel closing; watch for it.
+    hangup = asyncio.ensure_future(process.channel.wait_closed())
     try:
-        assert proc.stdout is not None and proc.stderr is not None
-        await asyncio.gather(_copy(proc.stdout, process.stdout),
-                             _copy(proc.stderr, process.stderr))
-        status = await proc.wait()
-        process.exit(status if status >= 0 else 128 - status)
-    except (asyncssh.Error, ConnectionError, BrokenPipeError):
-        pass
+        await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        feeder.cancel()
+        for task in (feeder, work, hangup):
+            task.cancel()
         if proc.returncode is None:
             # the channel went away first (controller interrupted): take the whole group down
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await proc.wait()
+
+
+async def _relay(process: asyncssh.SSHServerProcess[bytes],
+                 proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        await asyncio.gather(_copy(proc.stdout, process.stdout),
+                             _copy(proc.stderr, process.stderr))
+        status = await proc.wait()
+        process.exit(status if status >= 0 else 128 - status)
+    except (asyncssh.Error, ConnectionError, BrokenPipeError):
+        pass
 
 
 async def _copy(src: asyncio.StreamReader, dst: asyncssh.SSHWriter[bytes]) -> None:

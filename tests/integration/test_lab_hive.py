@@ -181,3 +181,31 @@ def test_removed_node_cannot_come_back(lab: Lab) -> None:
     assert proc.returncode == 1 and status["running"] and not status["connected"]
     assert "Permission denied" in status["last_error"] or "denied" in status["last_error"]
     assert "friend2" not in {n["name"] for n in lab.nodes()}
+
+
+def test_interrupted_exec_leaves_no_process_on_any_node(lab: Lab) -> None:
+    import signal
+    import subprocess
+    import sys
+    marker = "sleep 313.25"
+    argv = [sys.executable, "-m", "gpuhive", "nodes", "exec", "all", "--", "sh", "-c",
+            f"{marker}; echo never"]
+    proc = subprocess.Popen(argv, env=lab.env(lab.controller_home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    nodes = len(lab.nodes())
+
+    def sleepers() -> list[int]:
+        return [p for p in procs.pids_running(marker)
+                if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep")]
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len(sleepers()) < nodes:
+        time.sleep(0.1)
+    assert len(sleepers()) == nodes  # one per node
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and procs.pids_running(marker):
+        time.sleep(0.1)
+    assert procs.pids_running(marker) == []

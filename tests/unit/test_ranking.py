@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuhive.core.model import AgentState, CpuInfo, GpuInfo, Hardware, NodeStatus
 from gpuhive.core.parse_tables import parse_driver_blacklist
@@ -17,6 +19,7 @@ from gpuhive.core.ranking import (
     Purpose,
     Ranked,
     Request,
+    TaskHistory,
     TaskRecord,
     capability_class,
     error_rate,
@@ -44,6 +47,8 @@ def node(name: str, *gpus: GpuInfo, **kw: Any) -> NodeView:
                   gpus=list(gpus), load_1m=kw.pop("load_1m", 0.0))
     kw.setdefault("reliability", 0.5)
     kw.setdefault("rtt_ms", 20.0)
+    if isinstance(kw.get("tasks"), list):
+        kw["tasks"] = TaskHistory.of(kw["tasks"])
     return NodeView(node_id=f"id-{name}", name=name, hardware=hw, **kw)
 
 
@@ -237,11 +242,70 @@ def test_excluded_messages_are_readable() -> None:
 
 
 def test_error_rate_helper() -> None:
-    assert error_rate(ok_tasks(60, fails=0), NOW) == (0, 50)
-    assert error_rate([], NOW) == (0, 0)
-    assert error_rate(ok_tasks(10, fails=3, age_h=24 * 30), NOW) == (0, 0)
+    assert error_rate(TaskHistory.of(ok_tasks(60, fails=0)), NOW) == (0, 50)
+    assert error_rate(TaskHistory(), NOW) == (0, 0)
+    assert error_rate(TaskHistory.of(ok_tasks(10, fails=3, age_h=24 * 30)), NOW) == (0, 0)
+    # 60 tasks a minute apart, oldest first; only the last 50 count.
+    sixty = [TaskRecord(NOW - 3600 + 60 * i, True) for i in range(60)]
+    ten_oldest_failed = [t._replace(ok=i >= 10) for i, t in enumerate(sixty)]
+    eleven_oldest_failed = [t._replace(ok=i >= 11) for i, t in enumerate(sixty)]
+    assert error_rate(TaskHistory.of(ten_oldest_failed), NOW) == (0, 50)
+    assert error_rate(TaskHistory.of(eleven_oldest_failed), NOW) == (1, 50)
+
+
+def test_task_history_added_matches_of() -> None:
+    records = [TaskRecord(NOW - i * 7.0, i % 5 != 0) for i in (3, 9, 1, 4, 0, 7, 2)]
+    h = TaskHistory()
+    for r in records:
+        h = h.added(r.finished_at, r.ok)
+    assert h == TaskHistory.of(records)
+    assert len(h) == 7
+    trimmed = h.added(NOW + 1, False, keep=3)
+    assert trimmed.finished == (NOW - 7.0, NOW, NOW + 1)
+    assert trimmed.failed == (NOW, NOW + 1)
 
 
 def test_evaluate_returns_ranked_for_a_good_node() -> None:
     v = evaluate(node("x", R4090), SERVE8, NOW, throughput=TABLE)
     assert isinstance(v, Ranked) and v.gpu_indices == (0,)
+
+
+node_specs = st.lists(st.tuples(
+    st.sampled_from([H100, A100, R4090, R3090, GTX1080TI]),
+    st.integers(0, 4),  # GPUs
+    st.integers(0, 30000),  # used MiB on each
+    st.sampled_from([NodeStatus.ONLINE, NodeStatus.ONLINE, NodeStatus.DEGRADED]),
+    st.sampled_from(["", "22:00-08:00", "09:00-17:00"]),
+    st.integers(0, 4),  # thermal events in the last day
+    st.floats(0, 1),  # reliability
+    st.integers(0, 4096),  # owner reserve
+), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(node_specs, st.integers(1000, 70000), st.integers(0, 3),
+       st.sampled_from(list(Purpose)))
+def test_ranking_properties(specs: list[Any], need: int, want: int, purpose: Purpose) -> None:
+    nodes = []
+    for i, (g, n, used, status, sched, hot, rel, reserve) in enumerate(specs):
+        gpus = [replace(g, index=j, memory_used_mib=min(used, g.memory_total_mib))
+                for j in range(n)]
+        nodes.append(node(f"n{i:02d}", *gpus, status=status, reliability=rel,
+                          policy=OwnerPolicy(schedule=sched, reserve_vram_mib=reserve),
+                          thermal_events=[NOW - 60 * (k + 1) for k in range(hot)]))
+    req = Request(need_vram_mib=need, gpus=want, purpose=purpose)
+    r = rank_nodes(nodes, req, NOW, throughput=TABLE, blacklist=BLACKLIST)
+    seen = [x.node_id for x in r.ranked] + [x.node_id for x in r.excluded]
+    assert sorted(seen) == sorted(n.node_id for n in nodes)
+    assert [x.key for x in r.ranked] == sorted(x.key for x in r.ranked)
+    for x in r.ranked:
+        chosen = [g for g in x.node.hardware.gpus if g.index in x.gpu_indices]
+        assert len(chosen) == want
+        for g in chosen:
+            assert (g.memory_total_mib - g.memory_used_mib - x.node.policy.reserve_vram_mib
+                    >= need + 512)
+    for e in r.excluded:
+        assert e.reasons  # never excluded without a reason
+        full = evaluate(next(n for n in nodes if n.node_id == e.node_id), req, NOW,
+                        throughput=TABLE, blacklist=BLACKLIST)
+        assert isinstance(full, Excluded) and full.codes == e.codes
