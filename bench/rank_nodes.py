@@ -99,6 +99,11 @@ def main() -> None:
     need = 8_000 if args.healthy else 20_000
     req = Request(need_vram_mib=need, gpus=1, purpose=Purpose.TRAIN)
     table, blacklist = load_gpu_throughput(), load_driver_blacklist()
+    cal = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(range(1_000_000))
+        cal.append(time.perf_counter() - t0)
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
@@ -108,6 +113,8 @@ def main() -> None:
           f"{len(result.excluded)} excluded")
     print(f"best {min(times) * 1000:.1f} ms, median {statistics.median(times) * 1000:.1f} ms "
           f"over {args.repeat} runs (target < 50 ms)")
+    print(f"machine speed: sum(range(10**6)) takes {min(cal) * 1000:.1f} ms "
+          "(compare figures from different machines by this)")
     for r in result.ranked[:3]:
         print("  ", r.name, r.why)
     for e in result.excluded[:3]:

@@ -27,8 +27,10 @@
 4. round-trip time to the controller, whole ms (unknown last);
 5. for serving, the tighter VRAM fit (keeps big GPUs free for big models); then name, id.
 
-``rank_nodes`` returns ``Ranking(ranked, excluded)``; ranking 10,000 nodes takes a few
-tens of ms (bench/rank_nodes.py).
+``rank_nodes`` returns ``Ranking(ranked, excluded)``. It judges an excluded node only up
+to its first failing check; ``Excluded.reasons`` works out the full list when read.
+Speed (bench/rank_nodes.py, 10,000 nodes): about 2x the time of ``sum(range(10**6))``
+on the same machine for a typical mix, about 4x when every node is eligible.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import json
 
 import pytest
@@ -59,19 +60,15 @@ def test_malformed_tokens_say_why(text: str, why: str) -> None:
 
 @given(st.text(max_size=300))
 def test_parse_never_raises_anything_but_malformed(text: str) -> None:
-    try:
+    with contextlib.suppress(TokenMalformed):
         tokens.parse_token(text)
-    except TokenMalformed:
-        pass
 
 
 @given(st.binary(max_size=300))
 def test_parse_of_random_payloads(data: bytes) -> None:
     text = tokens.PREFIX + base64.urlsafe_b64encode(data).decode().rstrip("=")
-    try:
+    with contextlib.suppress(TokenMalformed):
         tokens.parse_token(text)
-    except TokenMalformed:
-        pass
 
 
 def _record(**kw: object) -> tokens.TokenRecord:
