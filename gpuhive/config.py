@@ -34,6 +34,8 @@ class Settings:
     forward_port_min: int = 24000
     forward_port_max: int = 31999
     token_ttl: str = "24h"
+    driver_blacklist_file: str = ""  # extra rules on top of the packaged blacklist
+    gpu_throughput_file: str = ""  # extra GPU rows (measured or newer) over the packaged table
     # agent
     backoff_base: float = 1.0
     backoff_cap: float = 60.0

@@ -9,7 +9,7 @@ from pathlib import Path
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.core.tokens import parse_token
 from gpuhive.fsutil import ensure_private_dir
-from gpuhive.probe import probe_hardware
+from gpuhive.probe import probe_hardware, probe_software
 from gpuhive.transport import enroll_client, keys
 
 
@@ -23,7 +23,7 @@ async def enroll(root: Path, token_text: str, name: str = "", *,
     request = {"name": name, "hostname": socket.gethostname(),
                "node_key": keys.public_text(node_key),
                "embedded_host_key": keys.public_text(host_key),
-               "hardware": hardware.to_dict()}
+               "hardware": hardware.to_dict(), "software": probe_software().to_dict()}
     reply, controller_host_key = await enroll_client.enroll(token, request, timeout=timeout)
     identity = AgentIdentity(
         node_id=reply["node_id"], name=reply["name"], controller_host=token.host,

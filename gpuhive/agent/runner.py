@@ -7,13 +7,17 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
+from gpuhive.agent.policy import agent_state, load_policy, policy_to_dict
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.config import Settings
 from gpuhive.core.model import AgentState
+from gpuhive.core.ranking import OwnerPolicy
+from gpuhive.errors import GpuhiveError
 from gpuhive.fsutil import write_json
 from gpuhive.probe import probe_hardware
 from gpuhive.transport import keys
@@ -36,7 +40,14 @@ class Agent:
 
     async def heartbeat_payload(self) -> dict[str, Any]:
         hw = await asyncio.to_thread(probe_hardware)
-        return {"state": self.state.value, "hardware": hw.to_dict(), "jobs": [], "models": []}
+        try:
+            policy = load_policy(self.home.root)
+        except GpuhiveError as exc:  # a broken policy file must not silence the heartbeat
+            log.warning("%s", exc)
+            policy = OwnerPolicy()
+        self.state = agent_state(policy, running_tasks=0)
+        return {"state": self.state.value, "hardware": hw.to_dict(), "jobs": [], "models": [],
+                "policy": policy_to_dict(policy)}
 
     def _write_status(self, status: LinkStatus) -> None:
         data = {**asdict(status), "pid": os.getpid(), "node_id": self.identity.node_id,
@@ -47,6 +58,8 @@ class Agent:
             write_json(self.home.status_file, data, private=False)
 
     async def run(self) -> None:
+        # commands the controller runs here find this interpreter (and so gpuhive) by it
+        os.environ["GPUHIVE_PYTHON"] = sys.executable
         acceptor, self.embedded_port = await start_embedded_server(
             self.host_key, self.identity.controller_client_key)
         ident = self.identity

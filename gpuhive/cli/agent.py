@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -15,10 +16,14 @@ import typer
 
 from gpuhive.agent import runner
 from gpuhive.agent.enroll import enroll as do_enroll
+from gpuhive.agent.policy import load_policy, policy_to_dict, save_policy
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.cli import common
 from gpuhive.cli.render import age, out, print_json
-from gpuhive.errors import CommandFailed, StateError
+from gpuhive.core.ranking import OwnerPolicy
+from gpuhive.core.units import parse_size_mib
+from gpuhive.errors import CommandFailed, ConfigError, StateError
+from gpuhive.probe import probe_hardware, probe_software
 
 app = typer.Typer(help="Run or inspect this machine's agent.")
 
@@ -81,6 +86,76 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         out.print(f"agent {ident.name} running but disconnected since {age(data['since'])}: "
                   f"{data['last_error'] or 'connecting'}")
     raise typer.Exit(0 if connected else 1)
+
+
+@app.command()
+def pause() -> None:
+    """Stop taking work. Running work finishes first (the node shows draining, then paused)."""
+    _update_policy(paused=True)
+    out.print("paused: the controller will place no new work here "
+              "(takes effect at the next heartbeat)")
+
+
+@app.command()
+def resume() -> None:
+    """Take work again after `gpuhive agent pause`."""
+    _update_policy(paused=False)
+    out.print("resumed: this machine takes work again")
+
+
+@app.command()
+def policy(
+    max_gpus: int = typer.Option(None, help="offer at most this many GPUs to the hive"),
+    reserve_vram: str = typer.Option(None, help="VRAM per GPU kept for yourself, e.g. 4G"),
+    schedule: str = typer.Option(None, help='when the hive may use this machine, local time, '
+                                 'e.g. "22:00-08:00" or "22:00-08:00,12:00-13:00"; "" = always'),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Show or change what this machine offers: GPU limit, reserved VRAM, schedule."""
+    changes: dict[str, object] = {}
+    if max_gpus is not None:
+        changes["max_gpus"] = max_gpus if max_gpus >= 0 else None
+    if reserve_vram is not None:
+        try:
+            changes["reserve_vram_mib"] = parse_size_mib(reserve_vram)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="reserve_vram") from exc
+    if schedule is not None:
+        changes["schedule"] = schedule
+    p = _update_policy(**changes) if changes else load_policy(common.home())
+    if json_out:
+        print_json(policy_to_dict(p))
+        return
+    out.print(f"paused {p.paused} · max GPUs {p.max_gpus if p.max_gpus is not None else 'all'}"
+              f" · reserved VRAM {p.reserve_vram_mib} MiB per GPU · schedule "
+              f"{p.schedule or 'always'}")
+
+
+@app.command()
+def probe(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """Probe this machine's hardware and software now (what `gpuhive nodes probe` runs)."""
+    hw = probe_hardware()
+    sw = probe_software(refresh=True)
+    if json_out:
+        print_json({"hardware": hw.to_dict(), "software": sw.to_dict()})
+        return
+    out.print(f"{hw.hostname}: {hw.cpu.cores} cores, {hw.memory_total_mib} MiB RAM, "
+              f"GPUs via {hw.probe_source}: {len(hw.gpus)}")
+    for g in hw.gpus:
+        out.print(f"  gpu{g.index} {g.name} {g.memory_total_mib} MiB, cc {g.compute_capability}, "
+                  f"driver {g.driver_version}")
+    out.print(f"python {sw.python} · torch {sw.torch or '-'} · NCCL {sw.nccl or '-'} · "
+              f"llama-server {sw.llama_server or '-'} · llama-cpp-python {sw.llama_cpp_python}")
+    for note in hw.probe_notes + sw.notes:
+        out.print(f"  note: {note}")
+
+
+def _update_policy(**changes: object) -> OwnerPolicy:
+    root = common.home()
+    p = dataclasses.replace(load_policy(root), **changes)  # type: ignore[arg-type]
+    save_policy(root, p)
+    return p
 
 
 def _run_foreground(root: Path) -> None:

@@ -52,6 +52,12 @@ def run() -> None:
         if exc.hint:
             err.print(f"  hint: {exc.hint}")
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # the disk filled up, a directory vanished, permissions changed under us…
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"[red]error:[/red] {exc.strerror or exc}{where}", markup=True)
+        err.print("  hint: check free disk space and permissions of $GPUHIVE_HOME")
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -9,6 +9,8 @@ import typer
 
 from gpuhive.cli import common
 from gpuhive.cli.render import age, gib, nodes_table, out, print_json, status_text
+from gpuhive.core.units import parse_size_mib
+from gpuhive.errors import ConfigError
 
 app = typer.Typer(help="The machines in the hive.")
 
@@ -114,3 +116,72 @@ def add(
     n = common.admin("nodes.add", {"address": address, "name": name})
     out.print(f"node {n['name']} added ({n['address']}); host key {n['host_key_fingerprint']} "
               "pinned")
+
+
+@app.command()
+def rank(
+    gpus: int = typer.Option(1, "--gpus", help="GPUs needed per node (0: CPU only)"),
+    min_vram: str = typer.Option("0", "--min-vram", help="VRAM needed per GPU, e.g. 12G"),
+    for_: str = typer.Option("serve", "--for", help="train or serve"),
+    precision: str = typer.Option("fp16", help="fp16, bf16 or fp32 (training needs the "
+                                  "compute capability for it)"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """The nodes that can take a request, best first, and why the others cannot."""
+    try:
+        need = parse_size_mib(min_vram)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="min-vram") from exc
+    r = common.admin("nodes.rank", {"gpus": gpus, "min_vram_mib": need, "purpose": for_,
+                                    "precision": precision})
+    if json_out:
+        print_json(r)
+        return
+    if not r["ranked"]:
+        out.print("[red]no node can take this request[/red]")
+    for i, n in enumerate(r["ranked"], 1):
+        out.print(f"{i:>3}. {n['name']:<16} {n.get('why', '')}")
+    for n in r["excluded"]:
+        reasons = "; ".join(x["message"] for x in n["reasons"])
+        out.print(f"  [dim]✗ {n['name']:<16} {reasons}[/dim]")
+
+
+@app.command()
+def probe(target: str = typer.Argument("all", help="node name(s), comma-separated, or all"))\
+        -> None:
+    """Probe hardware and software on nodes now (GPUs, drivers, torch, NCCL, llama.cpp)."""
+    failed = 0
+    for r in common.admin("nodes.probe", {"target": target}, timeout=None):
+        if r["ok"]:
+            out.print(f"{r['node']}: {r['gpus']} GPU(s) via {r['source']}")
+        else:
+            failed += 1
+            out.print(f"[red]{r['node']}: {r['error']}[/red]")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def bench(
+    target: str = typer.Argument("all", help="node name(s), comma-separated, or all"),
+    no_gpu: bool = typer.Option(False, "--no-gpu", help="skip the GPU micro-benchmark"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Measure each node's link (RTT, throughput through its tunnel) and GPU (TFLOPS, GB/s)."""
+    with out.status("measuring…"):
+        results = common.admin("nodes.bench", {"target": target, "gpu": not no_gpu},
+                               timeout=None)
+    if json_out:
+        print_json(results)
+    for r in results if not json_out else []:
+        if not r["ok"]:
+            out.print(f"[red]{r['node']}: {r['error']}[/red]")
+            continue
+        line = (f"{r['node']}: rtt {r['rtt_ms']:.1f} ms, down {r['down_mbps']:.1f} Mbit/s, "
+                f"up {r['up_mbps']:.1f} Mbit/s")
+        g = r.get("gpu") or {}
+        if g.get("available"):
+            line += f"; {g['device']}: {g['matmul_tflops']} TFLOPS fp16, {g['memory_gbps']} GB/s"
+        elif g:
+            line += f"; no GPU benchmark: {g.get('reason')}"
+        out.print(line)
+    raise typer.Exit(1 if any(not r["ok"] for r in results) else 0)

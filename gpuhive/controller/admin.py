@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.service import HiveService
 from gpuhive.errors import GpuhiveError
 
@@ -26,7 +27,8 @@ MAX_REQUEST = 1024 * 1024
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _methods(svc: HiveService) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
+def _methods(svc: HiveService,
+             ops: NodeOps) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
     async def exec_(p: dict[str, Any], emit: Emit) -> Any:
         def sink(node: str, stream: str, line: str) -> None:
             emit({"event": "line", "node": node, "stream": stream, "line": line})
@@ -54,6 +56,9 @@ def _methods(svc: HiveService) -> dict[str, Callable[[dict[str, Any], Emit], Awa
         "nodes.remove": asyn(svc.node_remove),
         "nodes.add": asyn(svc.node_add),
         "nodes.exec": exec_,
+        "nodes.rank": sync(ops.rank),
+        "nodes.probe": asyn(ops.probe),
+        "nodes.bench": asyn(ops.bench),
     }
 
 
@@ -77,8 +82,9 @@ async def _unless_hung_up(work: Awaitable[Any], reader: asyncio.StreamReader) ->
         eof.cancel()
 
 
-async def start_admin_server(svc: HiveService, path: Path) -> asyncio.AbstractServer:
-    methods = _methods(svc)
+async def start_admin_server(svc: HiveService, ops: NodeOps,
+                             path: Path) -> asyncio.AbstractServer:
+    methods = _methods(svc, ops)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def emit(obj: dict[str, Any]) -> None:

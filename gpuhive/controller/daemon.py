@@ -14,10 +14,11 @@ from gpuhive.config import Settings
 from gpuhive.controller.admin import start_admin_server
 from gpuhive.controller.hive import Hive
 from gpuhive.controller.home import ControllerHome
+from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.controller.service import HiveService
-from gpuhive.core.liveness import plan_transitions
-from gpuhive.core.model import NodeKind, NodeStatus
+from gpuhive.controller.tracker import Tracker
+from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.transport import keys
 from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
@@ -39,6 +40,8 @@ class Controller:
         self.nodes = NodeConnections(self.client_key, connect_timeout=settings.connect_timeout)
         self.service = HiveService(self.registry, self.hive, self.nodes, settings,
                                    self.host_key, self.client_key, clock)
+        self.ops = NodeOps(self.registry, self.nodes, settings, clock)
+        self.tracker = Tracker(self.registry, self.hive, settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
@@ -55,7 +58,8 @@ class Controller:
                              hint="another controller may be running; stop it or set "
                                   "listen_port") from exc
         self.port = self._endpoint.port
-        self._servers.append(await start_admin_server(self.service, self.home.admin_socket))
+        self._servers.append(await start_admin_server(self.service, self.ops,
+                                                      self.home.admin_socket))
         self._tasks.append(asyncio.ensure_future(self._track()))
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         log.info("controller up: hive endpoint %s:%s, admin %s", self.settings.listen_host,
@@ -68,17 +72,8 @@ class Controller:
         while True:
             await asyncio.sleep(tick)
             try:
-                self.hive.flush()
                 now = self.clock()
-                nodes = [n for n in self.registry.list_nodes() if n.kind == NodeKind.AGENT]
-                for t in plan_transitions(
-                        {n.id: n.status for n in nodes},
-                        {n.id: self.hive.last_heard.get(n.id, n.last_heartbeat) for n in nodes},
-                        now, self.settings.heartbeat_interval,
-                        offline_after=self.settings.offline_after_missed):
-                    self.registry.set_status(t.node_id, t.new.status, t.new.reason, now)
-                    log.info("node %s: %s → %s %s", t.node_id, t.old.value,
-                             t.new.status.value, t.new.reason)
+                self.tracker.tick(now)
                 if now - last_ssh_poll >= self.settings.heartbeat_interval:
                     last_ssh_poll = now
                     self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
@@ -20,10 +21,21 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core import tokens
 from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
+from gpuhive.core.nodeview import prune_thermal, thermal_onsets
 from gpuhive.errors import EnrollRefused, GpuhiveError
 from gpuhive.transport import keys
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The latest heartbeat of a node, waiting to be written."""
+
+    at: float
+    state: str
+    hardware: Hardware | None
+    policy: dict[str, Any] | None
 
 
 class Hive:
@@ -40,7 +52,9 @@ class Hive:
         self.last_heard: dict[str, float | None] = {
             n.id: (started if n.status != NodeStatus.OFFLINE else n.last_heartbeat)
             for n in registry.list_nodes() if n.kind == NodeKind.AGENT}
-        self.pending: dict[str, tuple[float, str, Hardware | None]] = {}
+        self.pending: dict[str, Beat] = {}
+        self.last_hw: dict[str, Hardware] = {}  # for thermal onsets between snapshots
+        self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
         self.heartbeats_received = 0
 
     # ---- HiveHandler ------------------------------------------------------------------
@@ -65,7 +79,7 @@ class Hive:
             host_key=request["embedded_host_key"],
             hardware=Hardware.from_dict(request["hardware"]), public_addr=peer,
             port_range=(self.settings.forward_port_min, self.settings.forward_port_max),
-            now=self.clock())
+            now=self.clock(), facts={"software": request.get("software") or {}})
         self.last_heard.setdefault(node.id, None)
         log.info("enrolled node %s (%s) from %s with token %s", node.name, node.id, peer,
                  token_id)
@@ -79,7 +93,7 @@ class Hive:
         now = self.clock()
         self.links.setdefault(node.id, set()).add(conn)
         self.last_heard[node.id] = now
-        self.pending[node.id] = (now, node.agent_state or "available", None)
+        self.pending[node.id] = Beat(now, node.agent_state or "available", None, None)
         self.registry.set_connection(node.id, connected_since=now, public_addr=peer, now=now,
                                      event="connected")
         assert node.forward_port is not None
@@ -92,9 +106,16 @@ class Hive:
         self.last_heard[node.id] = now
         try:
             hw: Hardware | None = Hardware.from_dict(msg["hardware"])
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, AttributeError):
             hw = None  # a bad snapshot must not cost the node its liveness
-        self.pending[node.id] = (now, msg["state"][:32], hw)
+        if hw is not None:
+            onsets = thermal_onsets(self.last_hw.get(node.id), hw, now)
+            if onsets:
+                self.thermal_onsets.setdefault(node.id, []).extend([now] * onsets)
+            self.last_hw[node.id] = hw
+        policy = msg.get("policy")
+        self.pending[node.id] = Beat(now, msg["state"][:32], hw,
+                                     policy if isinstance(policy, dict) else None)
 
     def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None:
         conns = self.links.get(node.id)
@@ -111,7 +132,18 @@ class Hive:
 
     def flush(self) -> None:
         batch, self.pending = self.pending, {}
-        self.registry.save_heartbeats((nid, at, st, hw) for nid, (at, st, hw) in batch.items())
+        self.registry.save_heartbeats((nid, b.at, b.state, b.hardware, b.policy)
+                                      for nid, b in batch.items())
+        onsets, self.thermal_onsets = self.thermal_onsets, {}
+        if onsets:
+            now = self.clock()
+            rows = []
+            for nid, times in onsets.items():
+                with contextlib.suppress(GpuhiveError):
+                    node = self.registry.get_node(nid)
+                    rows.append((nid, {"thermal_events": prune_thermal(
+                        [*node.thermal_events, *times], now)}))
+            self.registry.set_facts_many(rows)
 
     def disconnect(self, node_id: str) -> int:
         """Close every connection of a node (its forward goes with it)."""

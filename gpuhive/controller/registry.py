@@ -37,7 +37,13 @@ CREATE TABLE IF NOT EXISTS nodes (
     last_heartbeat REAL,
     connected_since REAL,
     public_addr TEXT NOT NULL DEFAULT '',
-    removed_at REAL
+    removed_at REAL,
+    software TEXT NOT NULL DEFAULT '{}',
+    policy TEXT NOT NULL DEFAULT '{}',
+    reliability TEXT NOT NULL DEFAULT '{}',
+    tasks TEXT NOT NULL DEFAULT '{}',
+    thermal_events TEXT NOT NULL DEFAULT '[]',
+    link TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_name ON nodes(name) WHERE removed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_port ON nodes(forward_port)
@@ -64,7 +70,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 _NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, hostname, hardware,"
               " status, status_reason, agent_state, registered_at, last_heartbeat,"
-              " connected_since, public_addr, removed_at")
+              " connected_since, public_addr, removed_at, software, policy, reliability, tasks,"
+              " thermal_events, link")
+# JSON columns that hold what the controller has learned about a node (see NodeRecord)
+FACT_COLUMNS = ("software", "policy", "reliability", "tasks", "thermal_events", "link")
 
 
 class Registry:
@@ -135,7 +144,8 @@ class Registry:
 
     def enroll(self, *, token_id: str, secret: str, name: str, name_given: bool, hostname: str,
                public_key: str, host_key: str, hardware: Hardware, public_addr: str,
-               port_range: tuple[int, int], now: float) -> NodeRecord:
+               port_range: tuple[int, int], now: float,
+               facts: dict[str, Any] | None = None) -> NodeRecord:
         """Verify and consume the token and register the node, all in one transaction.
 
         A node key that is already registered re-enrolls as the same node (same id and port).
@@ -162,7 +172,9 @@ class Registry:
                      json.dumps(hardware.to_dict()), NodeStatus.OFFLINE.value, now, public_addr))
                 self._event(node_id, now, "registered", f"token {token_id} from {public_addr}")
             db.execute("UPDATE tokens SET uses = uses + 1 WHERE id = ?", (token_id,))
-        return self.get_node(node.id if existing else node_id)
+            node_id = node.id if existing else node_id
+            self.set_facts(node_id, **(facts or {}))
+        return self.get_node(node_id)
 
     def add_ssh_node(self, *, name: str, address: str, host_key: str, hostname: str,
                      hardware: Hardware, now: float) -> NodeRecord:
@@ -234,17 +246,40 @@ class Registry:
                          (connected_since, public_addr, node_id))
         self._event(node_id, now, event, public_addr)
 
-    def save_heartbeats(self, beats: Iterable[tuple[str, float, str, Hardware | None]]) -> None:
-        """Persist the latest heartbeat of each node in one transaction."""
+    def save_heartbeats(self, beats: Iterable[tuple[str, float, str, Hardware | None,
+                                                    dict[str, Any] | None]]) -> None:
+        """Persist the latest heartbeat of each node in one transaction.
+
+        Each beat is (node id, time, agent state, hardware or None, owner policy or None);
+        None keeps what is stored.
+        """
         rows = [(at, state, json.dumps(hw.to_dict()) if hw else None,
-                 hw.hostname if hw else None, node_id) for node_id, at, state, hw in beats]
+                 hw.hostname if hw else None, json.dumps(policy) if policy is not None else None,
+                 node_id) for node_id, at, state, hw, policy in beats]
         if not rows:
             return
         with self._tx() as db:
             db.executemany(
                 "UPDATE nodes SET last_heartbeat = ?, agent_state = ?,"
-                " hardware = COALESCE(?, hardware), hostname = COALESCE(?, hostname)"
+                " hardware = COALESCE(?, hardware), hostname = COALESCE(?, hostname),"
+                " policy = COALESCE(?, policy)"
                 " WHERE id = ? AND removed_at IS NULL", rows)
+
+    def set_facts(self, node_id: str, **facts: Any) -> None:
+        """Store JSON facts (``software=…``, ``reliability=…``) of one node."""
+        bad = set(facts) - set(FACT_COLUMNS)
+        if bad:
+            raise ValueError(f"not a fact column: {sorted(bad)}")
+        if facts:
+            cols = ", ".join(f"{k} = ?" for k in facts)
+            self._db.execute(f"UPDATE nodes SET {cols} WHERE id = ?",
+                             (*(json.dumps(v) for v in facts.values()), node_id))
+
+    def set_facts_many(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """``set_facts`` for many nodes in one transaction."""
+        with self._tx():
+            for node_id, facts in rows:
+                self.set_facts(node_id, **facts)
 
     def remove_node(self, name_or_id: str, now: float) -> NodeRecord:
         node = self.get_node(name_or_id)
@@ -268,11 +303,14 @@ class Registry:
 def _node(row: tuple[Any, ...]) -> NodeRecord:
     (id_, name, kind, public_key, host_key, forward_port, address, hostname, hardware, status,
      status_reason, agent_state, registered_at, last_heartbeat, connected_since, public_addr,
-     removed_at) = row
+     removed_at, software, policy, reliability, tasks, thermal_events, link) = row
     return NodeRecord(
         id=id_, name=name, kind=NodeKind(kind), status=NodeStatus(status),
         registered_at=registered_at, public_key=public_key, host_key=host_key,
         forward_port=forward_port, address=address, hostname=hostname,
         hardware=Hardware.from_dict(json.loads(hardware)) if hardware else None,
         agent_state=agent_state, status_reason=status_reason, last_heartbeat=last_heartbeat,
-        connected_since=connected_since, public_addr=public_addr, removed_at=removed_at)
+        connected_since=connected_since, public_addr=public_addr, removed_at=removed_at,
+        software=json.loads(software), policy=json.loads(policy),
+        reliability=json.loads(reliability), tasks=json.loads(tasks),
+        thermal_events=json.loads(thermal_events), link=json.loads(link))

@@ -19,7 +19,8 @@ from gpuhive import __version__
 from gpuhive.config import Settings
 from gpuhive.controller.hive import Hive
 from gpuhive.controller.registry import Registry
-from gpuhive.core import remote_probe, tokens
+from gpuhive.core import nodeview, remote_probe, tokens
+from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
 from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
 from gpuhive.transport import keys
@@ -95,6 +96,9 @@ class HiveService:
 
     def _view(self, node: NodeRecord) -> dict[str, Any]:
         view = node.to_dict()
+        now = self.clock()
+        view["reliability_score"] = round(rel.score_at(nodeview.reliability_of(node), now), 3)
+        view["reason"] = nodeview.status_reason(node, now)
         view["connected"] = self.hive.connected(node.id) if node.kind == NodeKind.AGENT \
             else node.status == NodeStatus.ONLINE
         return view

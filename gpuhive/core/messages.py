@@ -39,8 +39,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "error": {"code": (str,), "message": (str,)},
 }
 _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
-    "enroll": {"wg_public_key": (str,)},
-    "heartbeat": {"jobs": (list,), "models": (list,), "sent_at": (int, float)},
+    "enroll": {"wg_public_key": (str,), "software": (dict,)},
+    "heartbeat": {"jobs": (list,), "models": (list,), "sent_at": (int, float),
+                  "policy": (dict,)},
     "error": {"hint": (str,)},
 }
 

@@ -52,6 +52,7 @@ class GpuInfo:
     compute_capability: str | None = None  # "9.0"
     driver_version: str | None = None
     cuda_version: str | None = None
+    clock_event_reasons: list[str] = field(default_factory=list)  # sw_thermal_slowdown…
 
     @property
     def memory_free_mib(self) -> int:
@@ -92,6 +93,7 @@ class Hardware:
     os: str = ""
     probe_source: str = "cpu"  # which probe produced the GPU list: nvml, nvidia-smi, rocm-smi…
     probe_notes: list[str] = field(default_factory=list)  # why earlier probes were skipped
+    utc_offset_s: int = 0  # the node's local time offset, for its owner's schedule
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class Hardware:
             "os": self.os,
             "probe_source": self.probe_source,
             "probe_notes": list(self.probe_notes),
+            "utc_offset_s": self.utc_offset_s,
         }
 
     @classmethod
@@ -140,6 +143,13 @@ class NodeRecord:
     connected_since: float | None = None
     public_addr: str = ""  # where the agent's link comes from, as the controller sees it
     removed_at: float | None = None
+    # what the controller has learned (JSON facts): see controller/facts.py
+    software: dict[str, Any] = field(default_factory=dict)  # probe.software.SoftwareInfo
+    policy: dict[str, Any] = field(default_factory=dict)  # the owner's OwnerPolicy
+    reliability: dict[str, Any] = field(default_factory=dict)  # core.reliability.Reliability
+    tasks: dict[str, Any] = field(default_factory=dict)  # {"finished": [...], "failed": [...]}
+    thermal_events: list[float] = field(default_factory=list)  # onsets of thermal slowdown
+    link: dict[str, Any] = field(default_factory=dict)  # rtt_ms, up/down Mbit/s, gpu bench
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,7 +160,9 @@ class NodeRecord:
             "forward_port": self.forward_port, "address": self.address,
             "hostname": self.hostname, "public_addr": self.public_addr,
             "hardware": self.hardware.to_dict() if self.hardware else None,
-            "removed_at": self.removed_at,
+            "removed_at": self.removed_at, "software": self.software,
+            "policy": self.policy, "reliability": self.reliability, "tasks": self.tasks,
+            "thermal_events": self.thermal_events, "link": self.link,
         }
 
 

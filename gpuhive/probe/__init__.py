@@ -57,11 +57,18 @@ def probe_hardware(timeout_s: float = 5.0, chain: ProbeChain | None = None) -> H
         host = "unknown"
     gpus = probe_gpus(timeout_s, chain)
     notes.extend(gpus.notes)
+    for gpu in gpus.gpus:
+        gpu.clock_event_reasons = list(gpus.clock_events.get(gpu.index, []))
     return Hardware(
         hostname=host, cpu=cpu_info, memory_total_mib=total, memory_available_mib=avail,
         gpus=gpus.gpus, load_1m=cpu.load_1m(), os=cpu.os_string(),
-        probe_source=gpus.source, probe_notes=notes,
+        probe_source=gpus.source, probe_notes=notes, utc_offset_s=_utc_offset(),
     )
+
+
+def _utc_offset() -> int:
+    import time
+    return int(time.localtime().tm_gmtoff)
 
 
 __all__ = [

@@ -129,8 +129,9 @@ def test_heartbeats_saved_in_batch(reg: Registry) -> None:
     rec, secret = reg.create_token("a", 3600, 1, now=0.0)
     node = _enroll(reg, rec.token_id, secret, "K1")
     hw = Hardware(hostname="renamed", cpu=CpuInfo(cores=8), memory_total_mib=1)
-    reg.save_heartbeats([(node.id, 42.0, "busy", hw)])
+    reg.save_heartbeats([(node.id, 42.0, "busy", hw, {"paused": True})])
     got = reg.get_node(node.id)
     assert (got.last_heartbeat, got.agent_state, got.hostname) == (42.0, "busy", "renamed")
-    reg.save_heartbeats([(node.id, 43.0, "available", None)])  # no snapshot keeps the old one
+    reg.save_heartbeats([(node.id, 43.0, "available", None, None)])  # None keeps the old one
     assert reg.get_node(node.id).hardware == hw
+    assert reg.get_node(node.id).policy == {"paused": True}
