@@ -35,7 +35,7 @@ def test_bad_policy_is_refused_before_storing(tmp_path: Path, bad: OwnerPolicy) 
 
 def test_corrupt_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "policy.json").write_text("{nope")
-    with pytest.raises(ConfigError, match="policy.json"):
+    with pytest.raises(ConfigError, match=r"policy\.json"):
         load_policy(tmp_path)
 
 
