@@ -133,3 +133,48 @@ async def _pump(stream: asyncssh.SSHReader[str], node: str, name: str, sink: Lin
     async for line in stream:
         if line:  # asyncssh yields one final "" at EOF
             sink(node, name, line.rstrip("\n"))
+
+
+async def measure_rtt(conn: asyncssh.SSHClientConnection, samples: int = 5) -> float:
+    """Median round trip in ms: a channel open the far side refuses at once (one RTT)."""
+    times = []
+    loop = asyncio.get_running_loop()
+    for _ in range(samples):
+        t0 = loop.time()
+        with contextlib.suppress(asyncssh.ChannelOpenError, OSError):
+            # the embedded server (and sshd with AllowTcpForwarding no) refuse this target
+            _, w = await conn.open_connection("0.0.0.0", 9)
+            w.close()
+        times.append((loop.time() - t0) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
+async def measure_download(conn: asyncssh.SSHClientConnection, nbytes: int) -> float:
+    """Mbit/s node → controller: the node writes ``nbytes`` zeros, we count them."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    got = 0
+    async with conn.create_process(f"head -c {int(nbytes)} /dev/zero", encoding=None,
+                                   stdin=asyncssh.DEVNULL) as proc:
+        while chunk := await proc.stdout.read(1 << 16):
+            got += len(chunk)
+        await proc.wait()
+    return got * 8 / max(loop.time() - t0, 1e-6) / 1e6
+
+
+async def measure_upload(conn: asyncssh.SSHClientConnection, nbytes: int) -> float:
+    """Mbit/s controller → node: we write ``nbytes``; the node discards them."""
+    loop = asyncio.get_running_loop()
+    block = b"\0" * (1 << 16)
+    t0 = loop.time()
+    async with conn.create_process("cat > /dev/null", encoding=None) as proc:
+        sent = 0
+        while sent < nbytes:
+            piece = block[: min(len(block), nbytes - sent)]
+            proc.stdin.write(piece)
+            await proc.stdin.drain()
+            sent += len(piece)
+        proc.stdin.write_eof()
+        await proc.wait()
+    return nbytes * 8 / max(loop.time() - t0, 1e-6) / 1e6
