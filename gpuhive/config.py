@@ -34,6 +34,11 @@ class Settings:
     forward_port_min: int = 24000
     forward_port_max: int = 31999
     token_ttl: str = "24h"
+    # HTTP: dashboard, JSON API, /metrics (and the OpenAI gateway). Loopback unless exposed,
+    # and exposing it needs an admin token for everything but the gateway and /health.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8088
+    admin_token: str = ""
     driver_blacklist_file: str = ""  # extra rules on top of the packaged blacklist
     gpu_throughput_file: str = ""  # extra GPU rows (measured or newer) over the packaged table
     # agent
@@ -46,6 +51,7 @@ class Settings:
     def validate(self) -> Settings:
         checks: list[tuple[str, bool, str]] = [
             ("listen_port", 0 <= self.listen_port < 65536, "a TCP port (0-65535)"),
+            ("http_port", 0 <= self.http_port < 65536, "a TCP port (0-65535)"),
             ("heartbeat_interval", 0.05 <= self.heartbeat_interval <= 3600, "0.05 to 3600 s"),
             ("offline_after_missed", 2 <= self.offline_after_missed <= 100, "2 to 100"),
             ("forward_port_min", 1024 <= self.forward_port_min < self.forward_port_max < 65536,
@@ -59,6 +65,10 @@ class Settings:
             if not ok:
                 raise ConfigError(f"setting {key}={getattr(self, key)!r} is invalid",
                                   hint=f"expected {expected}", key=key)
+        if self.http_host not in ("127.0.0.1", "::1", "localhost") and not self.admin_token:
+            raise ConfigError(f"http_host={self.http_host} exposes the dashboard without an "
+                              "admin token", hint="set admin_token (a long random string) or "
+                              "keep http_host=127.0.0.1", key="admin_token")
         if self.endpoint and ":" not in self.endpoint:
             raise ConfigError(f"setting endpoint={self.endpoint!r} is invalid",
                               hint="expected host:port", key="endpoint")

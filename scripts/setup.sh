@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(openssh-client openssh-server iproute2 nftables iputils-ping
-                 wireguard-tools wireguard-go)
+                 wireguard-tools wireguard-go prometheus chromium)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

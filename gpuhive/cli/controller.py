@@ -11,7 +11,7 @@ import time
 
 import typer
 
-from gpuhive.cli import common
+from gpuhive.cli import common, status_view
 from gpuhive.cli.render import out, print_json
 from gpuhive.controller import daemon
 from gpuhive.controller.home import init_controller
@@ -108,16 +108,19 @@ def down(timeout: float = typer.Option(10.0, help="seconds to wait before SIGKIL
     out.print(f"controller (pid {pid}) stopped")
 
 
-def status(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
-        -> None:
-    """Say whether the controller runs, where, and how many nodes are in each state."""
-    st = common.admin("status")
+def status(
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+    once: bool = typer.Option(False, "--once", help="print once instead of a live view"),
+    interval: float = typer.Option(2.0, help="seconds between refreshes of the live view"),
+) -> None:
+    """The hive at a glance: controller, nodes, recent events. Live in a terminal."""
     if json_out:
-        print_json(st)
+        print_json(common.admin("overview"))
         return
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(st["nodes"].items())) or "no nodes"
-    out.print(f"controller pid {st['pid']} · endpoint {st['endpoint']} · listen {st['listen']}")
-    out.print(f"host key {st['host_key_fingerprint']} · {counts} · {st['connected']} connected")
+    if once or not sys.stdout.isatty():
+        out.print(status_view.render(common.admin("overview")))
+        return
+    status_view.live(lambda: common.admin("overview"), interval)
 
 
 def _running(pid_file: os.PathLike[str]) -> int | None:

@@ -48,6 +48,7 @@ def _methods(svc: HiveService,
 
     return {
         "status": sync(svc.status),
+        "overview": sync(svc.overview),
         "invite.create": sync(svc.invite_create),
         "invite.list": sync(svc.invite_list),
         "invite.revoke": sync(svc.invite_revoke),

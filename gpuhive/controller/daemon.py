@@ -10,6 +10,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from fastapi import FastAPI
+
 from gpuhive.config import Settings
 from gpuhive.controller.admin import start_admin_server
 from gpuhive.controller.hive import Hive
@@ -18,6 +20,9 @@ from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.controller.service import HiveService
 from gpuhive.controller.tracker import Tracker
+from gpuhive.controller.web.app import create_app
+from gpuhive.controller.web.metrics import HiveCollector, Metrics
+from gpuhive.controller.web.server import HttpServer, start_http
 from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.transport import keys
@@ -45,6 +50,8 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
+        self.metrics = Metrics()
+        self.http: HttpServer | None = None
         self.port = 0
 
     async def start(self) -> None:
@@ -60,6 +67,10 @@ class Controller:
         self.port = self._endpoint.port
         self._servers.append(await start_admin_server(self.service, self.ops,
                                                       self.home.admin_socket))
+        self.metrics.register(HiveCollector(self.registry, self.hive, self.clock))
+        self.http = await start_http(self.app(), self.settings.http_host,
+                                     self.settings.http_port)
+        self.service.http_address = self.http.address
         self._tasks.append(asyncio.ensure_future(self._track()))
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         log.info("controller up: hive endpoint %s:%s, admin %s", self.settings.listen_host,
@@ -88,7 +99,12 @@ class Controller:
             if node.status != new and node.removed_at is None:
                 self.registry.set_status(node_id, new, "" if ok else "ssh session failed", now)
 
+    def app(self) -> FastAPI:
+        return create_app(self.service, self.metrics, admin_token=self.settings.admin_token)
+
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -293,6 +293,13 @@ class Registry:
         self._db.execute("INSERT INTO node_events (node_id, at, event, detail) VALUES (?,?,?,?)",
                          (node_id, at, event, detail))
 
+    def recent_events(self, limit: int = 50) -> list[tuple[str, NodeEvent]]:
+        """The latest events of all nodes, newest first, with each node's name."""
+        rows = self._db.execute(
+            "SELECT n.name, e.node_id, e.at, e.event, e.detail FROM node_events e"
+            " JOIN nodes n ON n.id = e.node_id ORDER BY e.seq DESC LIMIT ?", (limit,)).fetchall()
+        return [(r[0], NodeEvent(*r[1:])) for r in rows]
+
     def events(self, node_id: str, limit: int = 200) -> list[NodeEvent]:
         rows = self._db.execute(
             "SELECT node_id, at, event, detail FROM node_events WHERE node_id = ?"

@@ -39,6 +39,7 @@ class HiveService:
         self.client_key = client_key
         self.clock = clock
         self.started_at = clock()
+        self.http_address = ""  # set by the daemon once the HTTP server listens
 
     # ---- status -----------------------------------------------------------------------
 
@@ -51,12 +52,20 @@ class HiveService:
                 "endpoint": self.endpoint(), "listen": f"{self.settings.listen_host}:"
                 f"{self.settings.listen_port}", "host_key_fingerprint": keys.fingerprint(
                     self.host_key), "nodes": counts, "connected": len(self.hive.links),
-                "heartbeats_received": self.hive.heartbeats_received}
+                "heartbeats_received": self.hive.heartbeats_received,
+                "http": self.http_address}
 
     def endpoint(self) -> str:
         if self.settings.endpoint:
             return self.settings.endpoint
         return f"{_primary_address()}:{self.settings.listen_port}"
+
+    def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [{"node": name, **e.to_dict()} for name, e in self.registry.recent_events(limit)]
+
+    def overview(self) -> dict[str, Any]:
+        return {"status": self.status(), "nodes": self.nodes_list(),
+                "events": self.recent_events(30), "jobs": [], "replicas": []}
 
     # ---- invites ----------------------------------------------------------------------
 

@@ -78,6 +78,28 @@ class Lab:
 
     # ---- acting -----------------------------------------------------------------------
 
+    @property
+    def http_url(self) -> str:
+        """The controller's dashboard/API, reachable from the ctl host (see ``run_on``)."""
+        return f"http://127.0.0.1:{self.state.env.get('GPUHIVE_HTTP_PORT', '8088')}"
+
+    def run_on(self, host: str, argv: list[str], *, timeout: float = 60,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run any command on a lab host (in its namespace as root)."""
+        proc = subprocess.run(netns.exec_argv(self.host(host).namespace, argv),
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise LabError(f"`{' '.join(argv)}` on {host} exited {proc.returncode}: "
+                           f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+        return proc
+
+    def spawn_on(self, host: str, argv: list[str], log_name: str) -> int:
+        """Start a background process on a lab host; it is stopped by `lab down`."""
+        pid = procs.spawn(argv, ns=self.host(host).namespace, env=None,
+                          log_path=self.dir / log_name)
+        self._set_pid(f"extra-{log_name}", pid)
+        return pid
+
     def admin(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         return admin_client.call(self.controller_home / "admin.sock", method, params, **kw)
 
@@ -192,7 +214,8 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
         endpoint = f"127.0.0.1:{_free_port()}"
         # several loopback labs (or a user's own controller) must not share forward ports
         base = random.SystemRandom().randrange(20000, 24000, 1000)
-        extra.update(GPUHIVE_FORWARD_PORT_MIN=str(base), GPUHIVE_FORWARD_PORT_MAX=str(base + 999))
+        extra.update(GPUHIVE_FORWARD_PORT_MIN=str(base), GPUHIVE_FORWARD_PORT_MAX=str(base + 999),
+                     GPUHIVE_HTTP_PORT=str(_free_port()))
     st = lab_state.LabState(prefix, "netns" if use_netns else "loopback", lab_dir, hosts, {},
                             extra)
     lab_state.save(st)

@@ -30,7 +30,7 @@ def fast_settings(port: int) -> Settings:
     base = random.randrange(10000, 20000, 100)  # concurrent test runs must not share ports
     return Settings(listen_host="127.0.0.1", listen_port=port, endpoint=f"127.0.0.1:{port}",
                     heartbeat_interval=0.3, backoff_base=0.1, backoff_cap=0.5,
-                    keepalive_interval=5, connect_timeout=5,
+                    keepalive_interval=5, connect_timeout=5, http_port=0,
                     forward_port_min=base, forward_port_max=base + 99)
 
 

@@ -1,0 +1,57 @@
+"""`gpuhive status`: the dashboard in the terminal, refreshed in place."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from gpuhive.cli.render import age, nodes_table, out, status_text
+from gpuhive.errors import GpuhiveError
+
+
+def render(data: dict[str, Any]) -> RenderableType:
+    st = data["status"]
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(st["nodes"].items())) or "no nodes"
+    head = Text.from_markup(
+        f"[bold]gpuhive[/bold] controller pid {st['pid']} · endpoint {st['endpoint']} · "
+        f"{counts} · {st['connected']} connected · http {st.get('http') or '-'}")
+    parts: list[RenderableType] = [head, Panel(nodes_table(data["nodes"]), title="nodes")]
+    if data.get("jobs"):
+        jobs = Table(box=None)
+        for col in ("JOB", "STATE", "NODES", "STARTED"):
+            jobs.add_column(col)
+        for j in data["jobs"]:
+            jobs.add_row(j.get("name") or j["id"], status_text(j["state"]),
+                         ", ".join(j.get("nodes", [])), age(j.get("started_at")))
+        parts.append(Panel(jobs, title="jobs"))
+    if data.get("replicas"):
+        reps = Table(box=None)
+        for col in ("MODEL", "NODE", "STATE", "IN FLIGHT"):
+            reps.add_column(col)
+        for r in data["replicas"]:
+            reps.add_row(r["model"], r["node"], r["state"], str(r.get("in_flight", 0)))
+        parts.append(Panel(reps, title="serving"))
+    events = Table(box=None)
+    for col in ("WHEN", "NODE", "EVENT", "DETAIL"):
+        events.add_column(col)
+    for e in data.get("events", [])[:12]:
+        events.add_row(age(e["at"]), e["node"], status_text(e["event"]), e["detail"])
+    parts.append(Panel(events, title="recent events"))
+    return Group(*parts)
+
+
+def live(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
+    with Live(render(fetch()), console=out, refresh_per_second=4, screen=False) as view:
+        while True:
+            time.sleep(interval)
+            try:
+                view.update(render(fetch()))
+            except GpuhiveError as exc:  # the controller went away: say so, keep trying
+                view.update(Text(f"controller unavailable: {exc.message}", style="red"))

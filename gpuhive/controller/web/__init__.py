@@ -1,0 +1,1 @@
+"""The controller's HTTP side: dashboard, JSON API, Prometheus metrics (and the gateway)."""
