@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
+import secrets
 
 import asyncssh
 
+from gpuhive.agent import reaper
 from gpuhive.transport.keys import public_text
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL: time for torchrun to stop workers, scripts to save
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -48,6 +50,8 @@ async def _run_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
     env = dict(os.environ)
     env.update({k: v for k, v in (process.env or {}).items() if isinstance(k, str)
                 and isinstance(v, str)})
+    exec_id = secrets.token_hex(8)
+    env[reaper.EXEC_ID_VAR] = exec_id
     try:
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE,
@@ -66,10 +70,10 @@ async def _run_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
     finally:
         for task in (feeder, work, hangup):
             task.cancel()
-        if proc.returncode is None:
-            # the channel went away first (controller interrupted): take the whole group down
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None or (hangup.done() and not work.done()):
+            # the channel went away first (controller interrupted): stop everything the
+            # command started, including children in their own sessions (torchrun workers)
+            await reaper.stop_all(proc.pid, exec_id, STOP_GRACE_S)
             with contextlib.suppress(Exception):
                 await proc.wait()
 

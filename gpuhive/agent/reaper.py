@@ -1,0 +1,72 @@
+"""Find and stop every process a command started, even those that left its process group.
+
+torchrun starts each worker in a new session, so killing a command's process group is
+not enough. Every command the embedded server runs gets ``GPUHIVE_EXEC_ID`` in its
+environment, which children inherit; ``tagged`` finds them all through /proc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+EXEC_ID_VAR = "GPUHIVE_EXEC_ID"
+
+
+def tagged(exec_id: str, proc_root: Path = Path("/proc")) -> list[int]:
+    """Pids whose environment carries ``GPUHIVE_EXEC_ID=<exec_id>`` (Linux; else [])."""
+    needle = f"{EXEC_ID_VAR}={exec_id}".encode()
+    found = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = (proc_root / entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        if needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+async def stop_all(pgid: int, exec_id: str, grace_s: float = 10.0) -> list[int]:
+    """SIGTERM the group and every tagged process; SIGKILL what is left after ``grace_s``.
+
+    SIGTERM first lets torchrun stop its workers and a script save a checkpoint.
+    Returns the pids that needed SIGKILL.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    for pid in tagged(exec_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while loop.time() < deadline:
+        if not tagged(exec_id) and not _group_alive(pgid):
+            return []
+        await asyncio.sleep(0.1)
+    left = tagged(exec_id)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
