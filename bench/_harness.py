@@ -18,13 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from gpuhive.controller import admin_client
-from gpuhive.controller.home import ControllerHome, init_controller
+from gpuhive.controller.home import init_controller
 from gpuhive.errors import ControllerUnavailable
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -45,15 +45,17 @@ class Cleanup:
         self._old_handlers: dict[int, Any] = {}
 
     def __enter__(self) -> Cleanup:
-        # SIGTERM/SIGHUP behave like Ctrl-C: unwind through every finally block.
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # SIGTERM/SIGHUP behave like Ctrl-C: unwind through every finally block. SIGINT is
+        # set explicitly too: a shell starts background jobs with it ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old_handlers[sig] = signal.signal(sig, _raise_interrupt)
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        # A second Ctrl-C during teardown must not leave processes behind.
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second Ctrl-C (or SIGTERM) during teardown must not leave processes behind.
+        for sig in self._old_handlers:
+            signal.signal(sig, signal.SIG_IGN)
         try:
             self.stop_all()
             if self.keep:
@@ -61,7 +63,6 @@ class Cleanup:
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
         finally:
-            signal.signal(signal.SIGINT, old_int)
             for sig, handler in self._old_handlers.items():
                 signal.signal(sig, handler)
 
@@ -188,10 +189,6 @@ class ControllerProc:
         return self.proc.pid
 
 
-def controller_home(root: Path) -> ControllerHome:
-    return ControllerHome(root)
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of one process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -220,16 +217,6 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, *,
             raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}"
                              + (f": {detail}" if detail else ""))
         time.sleep(interval)
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    t0 = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - t0)
 
 
 def median(xs: list[float]) -> float:

@@ -225,15 +225,17 @@ def run(args: argparse.Namespace, cl: Cleanup) -> bool:
     s1 = sum(cpu_seconds(p) for p in sim_pids)
     w1 = time.monotonic()
     sim1 = read_stats(stats_paths)
-    h1_at = time.monotonic()
     st1 = ctl.call("status")
+    h1_at = time.monotonic()  # the count is read as the controller answers: time the replies
 
     window = w1 - w0
     rate = (st1["heartbeats_received"] - st0["heartbeats_received"]) / (h1_at - h0_at)
     ctl_pct = (c1 - c0) / window * 100
     sim_pct = (s1 - s0) / window * 100
     per_1000 = ctl_pct / (rate / 1000) if rate else float("inf")
-    sent = sum(s.get("sent", 0) for s in sim1) - sum(s.get("sent", 0) for s in sim0)
+    # each simulator's own count over its own stats timestamps (files are rewritten each second)
+    sent_rate = sum((b.get("sent", 0) - a.get("sent", 0)) / max(1e-9, b["at"] - a["at"])
+                    for a, b in zip(sim0, sim1, strict=True) if "at" in a and "at" in b)
     reconnects = sum(s.get("attempts", 0) for s in sim1) - sum(s.get("attempts", 0)
                                                               for s in sim0)
     ok_links = st1["connected"] == n and st1["nodes"].get("online") == n
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace, cl: Cleanup) -> bool:
     print(f"heartbeat ingest: {n} links, interval 1 s, {window:.0f} s window "
           f"({machine_line()})")
     print(f"  heartbeats received by the controller   {rate:8.0f} /s"
-          f"   (simulators sent {sent / window:.0f} /s)")
+          f"   (simulators sent {sent_rate:.0f} /s)")
     print(f"  controller CPU                          {ctl_pct:8.1f} % of one core"
           f"   (per-second samples: min {per_second[0]:.0f} %, median "
           f"{per_second[len(per_second) // 2]:.0f} %, max {per_second[-1]:.0f} %)")
