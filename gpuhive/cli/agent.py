@@ -14,8 +14,6 @@ from pathlib import Path
 
 import typer
 
-from gpuhive.agent import runner
-from gpuhive.agent.enroll import enroll as do_enroll
 from gpuhive.agent.policy import load_policy, policy_to_dict, save_policy
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.cli import common
@@ -37,6 +35,7 @@ def enroll(
                                   "`gpuhive agent`"),
 ) -> None:
     """Join a hive: verify the controller, register this machine, then run the agent."""
+    from gpuhive.agent.enroll import enroll as do_enroll
     root = common.home()
     settings = common.settings()
     ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout))
@@ -159,6 +158,7 @@ def _update_policy(**changes: object) -> OwnerPolicy:
 
 
 def _run_foreground(root: Path) -> None:
+    from gpuhive.agent import runner
     from gpuhive.cli.main import setup_logging
     setup_logging(daemon=True)
     asyncio.run(runner.serve(AgentHome(root), common.settings()))

@@ -13,10 +13,7 @@ import typer
 
 from gpuhive.cli import common, status_view
 from gpuhive.cli.render import out, print_json
-from gpuhive.controller import daemon
-from gpuhive.controller.home import init_controller
 from gpuhive.errors import ControllerUnavailable, StateError
-from gpuhive.transport import keys
 
 
 def init(
@@ -27,6 +24,8 @@ def init(
                                   "public key (for `nodes add` hosts) and exit"),
 ) -> None:
     """Create $GPUHIVE_HOME: controller keys, registry (SQLite) and config.toml."""
+    from gpuhive.controller.home import init_controller
+    from gpuhive.transport import keys
     root = common.home()
     if show_key:
         h = common.controller_home().require()
@@ -88,6 +87,7 @@ def up(
         raise StateError("the controller did not come up within 20 s",
                          hint=f"see {home.log_file}")
     from gpuhive.cli.main import setup_logging
+    from gpuhive.controller import daemon  # heavy (asyncssh, FastAPI): only when serving
     setup_logging(daemon=True)
     asyncio.run(daemon.serve(home, settings))
 

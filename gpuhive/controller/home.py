@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gpuhive.config import write_settings
-from gpuhive.controller.registry import Registry
 from gpuhive.errors import StateError
 from gpuhive.fsutil import ensure_private_dir
-from gpuhive.transport import keys
 
 
 @dataclass(frozen=True)
@@ -54,6 +52,8 @@ class ControllerHome:
 
 def init_controller(root: Path, settings: dict[str, Any]) -> tuple[ControllerHome, bool]:
     """Create keys, registry and config; keep what exists. Returns (home, created_anything)."""
+    from gpuhive.controller.registry import Registry
+    from gpuhive.transport import keys
     home = ControllerHome(ensure_private_dir(root))
     created = False
     for path, comment in ((home.host_key, "gpuhive controller host key"),

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpuhive.core import tokens
 from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
@@ -74,6 +74,14 @@ _NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, host
               " thermal_events, link")
 # JSON columns that hold what the controller has learned about a node (see NodeRecord)
 FACT_COLUMNS = ("software", "policy", "reliability", "tasks", "thermal_events", "link")
+
+
+class LiveRow(NamedTuple):
+    id: str
+    name: str
+    kind: NodeKind
+    status: NodeStatus
+    last_heartbeat: float | None
 
 
 class Registry:
@@ -227,6 +235,28 @@ class Registry:
     def list_nodes(self, *, include_removed: bool = False) -> list[NodeRecord]:
         cond = "" if include_removed else " WHERE removed_at IS NULL"
         rows = self._db.execute(f"SELECT {_NODE_COLS} FROM nodes{cond} ORDER BY name").fetchall()
+        return [_node(r) for r in rows]
+
+    def liveness(self, kind: NodeKind | None = None) -> list[LiveRow]:
+        """Just what liveness tracking needs, without decoding any JSON column."""
+        sql = "SELECT id, name, kind, status, last_heartbeat FROM nodes WHERE removed_at IS NULL"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            sql += " AND kind = ?"
+            args = (kind.value,)
+        return [LiveRow(r[0], r[1], NodeKind(r[2]), NodeStatus(r[3]), r[4])
+                for r in self._db.execute(sql, args).fetchall()]
+
+    def fact(self, node_id: str, name: str) -> Any:
+        if name not in FACT_COLUMNS:
+            raise ValueError(f"not a fact column: {name}")
+        row = self._db.execute(f"SELECT {name}, registered_at FROM nodes WHERE id = ?",
+                               (node_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_by_kind(self, kind: NodeKind) -> list[NodeRecord]:
+        rows = self._db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE removed_at IS NULL"
+                                " AND kind = ? ORDER BY name", (kind.value,)).fetchall()
         return [_node(r) for r in rows]
 
     def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:

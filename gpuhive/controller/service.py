@@ -171,7 +171,7 @@ class HiveService:
 
     async def poll_ssh_nodes(self) -> list[tuple[str, bool]]:
         """An ssh node's liveness is whether a trivial command still runs there."""
-        nodes = [n for n in self.registry.list_nodes() if n.kind == NodeKind.SSH]
+        nodes = self.registry.list_by_kind(NodeKind.SSH)
 
         async def one(n: NodeRecord) -> tuple[str, bool]:
             try:

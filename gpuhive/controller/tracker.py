@@ -12,11 +12,10 @@ import logging
 
 from gpuhive.config import Settings
 from gpuhive.controller.hive import Hive
-from gpuhive.controller.registry import Registry
+from gpuhive.controller.registry import LiveRow, Registry
 from gpuhive.core import reliability as rel
 from gpuhive.core.liveness import plan_transitions
-from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
-from gpuhive.core.nodeview import reliability_of
+from gpuhive.core.model import NodeKind, NodeStatus
 
 log = logging.getLogger(__name__)
 CREDIT_EVERY = 30.0
@@ -31,7 +30,7 @@ class Tracker:
 
     def tick(self, now: float) -> None:
         self.hive.flush()
-        nodes = [n for n in self.registry.list_nodes() if n.kind == NodeKind.AGENT]
+        nodes = self.registry.liveness(NodeKind.AGENT)
         by_id = {n.id: n for n in nodes}
         for t in plan_transitions(
                 {n.id: n.status for n in nodes},
@@ -42,7 +41,7 @@ class Tracker:
             self.registry.set_status(t.node_id, t.new.status, t.new.reason, now)
             log.info("node %s: %s → %s %s", node.name, t.old.value, t.new.status.value,
                      t.new.reason)
-            r = reliability_of(node)
+            r = self._reliability(t.node_id, now)
             if t.new.status == NodeStatus.DEGRADED and t.old == NodeStatus.ONLINE:
                 r = rel.on_missed_heartbeat(r, now, t.new.missed)
             elif t.new.status == NodeStatus.OFFLINE and t.old != NodeStatus.OFFLINE:
@@ -54,14 +53,18 @@ class Tracker:
             self.registry.set_facts(t.node_id, reliability=r.to_dict())
         self._credit_uptime(nodes, now)
 
-    def _credit_uptime(self, nodes: list[NodeRecord], now: float) -> None:
+    def _reliability(self, node_id: str, now: float) -> rel.Reliability:
+        stored = self.registry.fact(node_id, "reliability")
+        return rel.Reliability.from_dict(stored) if stored else rel.new_node(now)
+
+    def _credit_uptime(self, nodes: list[LiveRow], now: float) -> None:
         rows = []
         for node in nodes:
             if node.status != NodeStatus.ONLINE:
                 continue
             since = self.credited.setdefault(node.id, now)
             if now - since >= CREDIT_EVERY:
-                r = rel.on_heartbeats(reliability_of(node), now - since, now)
+                r = rel.on_heartbeats(self._reliability(node.id, now), now - since, now)
                 rows.append((node.id, {"reliability": r.to_dict()}))
                 self.credited[node.id] = now
         if rows:

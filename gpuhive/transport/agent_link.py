@@ -23,7 +23,7 @@ from gpuhive.core import messages
 from gpuhive.core.backoff import backoff_delay
 from gpuhive.core.messages import LineBuffer
 from gpuhive.errors import GpuhiveError, ProtocolError
-from gpuhive.transport.keys import import_public
+from gpuhive.transport.keys import CIPHERS, import_public
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class AgentLink:
             t.host, t.port, username=t.node_id, client_keys=[self.node_key],
             known_hosts=([import_public(t.controller_host_key)], [], []),
             server_host_key_algs=["ssh-ed25519"], agent_path=None, preferred_auth=["publickey"],
+            encryption_algs=CIPHERS,
             keepalive_interval=self.settings.keepalive_interval,
             keepalive_count_max=self.settings.keepalive_count_max, encoding=None),
             self.settings.connect_timeout)

@@ -16,7 +16,7 @@ import secrets
 import asyncssh
 
 from gpuhive.agent import reaper
-from gpuhive.transport.keys import public_text
+from gpuhive.transport.keys import CIPHERS, public_text
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0  # SIGTERM → SIGKILL: time for torchrun to stop workers, scripts to save
@@ -115,6 +115,7 @@ async def start_embedded_server(host_key: asyncssh.SSHKey, controller_client_key
     acceptor = await asyncssh.create_server(
         lambda: _EmbeddedConnection(controller_client_key), "127.0.0.1", port,
         server_host_keys=[host_key], process_factory=_run_process, encoding=None,
+        encryption_algs=CIPHERS,
         sftp_factory=True, allow_scp=True, agent_forwarding=False, x11_forwarding=False,
         server_version="gpuhive-agent", keepalive_interval=30)
     return acceptor, acceptor.get_port()

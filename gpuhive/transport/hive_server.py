@@ -23,7 +23,7 @@ from gpuhive.core import messages
 from gpuhive.core.messages import LineBuffer, Message
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError, ProtocolError
-from gpuhive.transport.keys import public_text
+from gpuhive.transport.keys import CIPHERS, public_text
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,9 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
             if msg["seq"] <= self.last_seq:
                 return  # stale or replayed: ignore, keep the link
             self.last_seq = msg["seq"]
+            # no ack: the agent needs none, and each reply costs the controller two
+            # encryptions and two sends (asyncssh pads with an ignore packet)
             self.owner.handler.heartbeat(node, msg)
-            self._send("ack", seq=msg["seq"])
         else:
             raise ProtocolError(f"unexpected {msg.type} message from an agent")
 
@@ -241,7 +242,7 @@ async def start_hive_server(handler: HiveHandler, host: str, port: int,
     live: set[asyncssh.SSHServerConnection] = set()
     acceptor = await asyncssh.create_server(
         lambda: _HiveConnection(handler, live), host, port,
-        server_host_keys=[host_key], encoding=None, allow_pty=False,
+        server_host_keys=[host_key], encoding=None, allow_pty=False, encryption_algs=CIPHERS,
         agent_forwarding=False, x11_forwarding=False,
         keepalive_interval=keepalive_interval, keepalive_count_max=3,
         login_timeout=login_timeout, server_version="gpuhive")

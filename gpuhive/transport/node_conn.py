@@ -18,7 +18,7 @@ import asyncssh
 
 from gpuhive.core.model import NodeKind, NodeRecord
 from gpuhive.errors import NodeUnreachable
-from gpuhive.transport.keys import import_public
+from gpuhive.transport.keys import CIPHERS, import_public
 
 AGENT_USER = "gpuhive"
 
@@ -87,8 +87,8 @@ class NodeConnections:
                 conn = await asyncio.wait_for(asyncssh.connect(
                     addr.host, addr.port, username=addr.user, client_keys=[self.client_key],
                     known_hosts=([import_public(node.host_key)], [], []), agent_path=None,
-                    preferred_auth=["publickey"], keepalive_interval=30),
-                    self.connect_timeout)
+                    preferred_auth=["publickey"], keepalive_interval=30,
+                    encryption_algs=CIPHERS), self.connect_timeout)
             except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
                 hint = ("the node's agent may be disconnected: see `gpuhive nodes show "
                         f"{node.name}`" if node.kind == NodeKind.AGENT else

@@ -1,0 +1,100 @@
+"""Jobs in the registry database: state, spec, nodes and a timeline of what happened."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuhive.errors import GpuhiveError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    nodes TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    events TEXT NOT NULL DEFAULT '[]'
+);
+"""
+ACTIVE = ("queued", "preflight", "syncing", "running")
+
+
+class JobNotFound(GpuhiveError):
+    code = "job_not_found"
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    state: str
+    spec: dict[str, Any]
+    created_at: float
+    nodes: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    ended_at: float | None = None
+    reason: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "state": self.state, "spec": self.spec,
+                "nodes": self.nodes, "created_at": self.created_at,
+                "started_at": self.started_at, "ended_at": self.ended_at,
+                "reason": self.reason, "events": self.events}
+
+
+class JobStore:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(SCHEMA)
+
+    def create(self, job: JobRecord) -> None:
+        self.db.execute("INSERT INTO jobs (id, name, state, spec, created_at) VALUES (?,?,?,?,?)",
+                        (job.id, job.name, job.state, json.dumps(job.spec), job.created_at))
+
+    def save(self, job: JobRecord) -> None:
+        self.db.execute(
+            "UPDATE jobs SET state=?, nodes=?, started_at=?, ended_at=?, reason=?, events=?"
+            " WHERE id=?", (job.state, json.dumps(job.nodes), job.started_at, job.ended_at,
+                            job.reason, json.dumps(job.events), job.id))
+
+    def get(self, ref: str) -> JobRecord:
+        row = self.db.execute(
+            "SELECT id, name, state, spec, created_at, nodes, started_at, ended_at, reason,"
+            " events FROM jobs WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1",
+            (ref, ref)).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job {ref!r}", hint="see `gpuhive jobs`", job=ref)
+        return _job(row)
+
+    def list(self, limit: int = 100) -> list[JobRecord]:
+        rows = self.db.execute(
+            "SELECT id, name, state, spec, created_at, nodes, started_at, ended_at, reason,"
+            " events FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def interrupted(self, now: float) -> list[str]:
+        """Jobs a previous controller left active: they died with its sessions."""
+        ids = [r[0] for r in self.db.execute(
+            f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(ACTIVE))})",
+            ACTIVE).fetchall()]
+        for job_id in ids:
+            job = self.get(job_id)
+            job.state, job.ended_at = "failed", now
+            job.reason = "the controller stopped while the job ran"
+            job.events.append({"at": now, "event": "failed", "detail": job.reason})
+            self.save(job)
+        return ids
+
+
+def _job(row: tuple[Any, ...]) -> JobRecord:
+    id_, name, state, spec, created_at, nodes, started_at, ended_at, reason, events = row
+    return JobRecord(id_, name, state, json.loads(spec), created_at, json.loads(nodes),
+                     started_at, ended_at, reason, json.loads(events))
