@@ -16,9 +16,9 @@ from pathlib import Path
 EXEC_ID_VAR = "GPUHIVE_EXEC_ID"
 
 
-def tagged(exec_id: str, proc_root: Path = Path("/proc")) -> list[int]:
-    """Pids whose environment carries ``GPUHIVE_EXEC_ID=<exec_id>`` (Linux; else [])."""
-    needle = f"{EXEC_ID_VAR}={exec_id}".encode()
+def tagged(exec_id: str, proc_root: Path = Path("/proc"), var: str = EXEC_ID_VAR) -> list[int]:
+    """Pids whose environment carries ``<var>=<exec_id>`` (Linux; else [])."""
+    needle = f"{var}={exec_id}".encode()
     found = []
     try:
         entries = os.listdir(proc_root)
@@ -70,3 +70,35 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+async def sweep(var: str, value: str, grace_s: float = 15.0) -> tuple[int, int]:
+    """Wait up to ``grace_s`` for every process tagged ``var=value`` to end; SIGKILL the rest.
+
+    Returns (found at first, killed). Used after a job ends or is cancelled, as proof that
+    nothing of it is left on this node.
+    """
+    first = tagged(value, var=var)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while (left := tagged(value, var=var)) and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(first), len(left)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gpuhive.agent.reaper VAR=VALUE [GRACE_S]``: prints "found N killed M"."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    var, _, value = args[0].partition("=")
+    grace = float(args[1]) if len(args) > 1 else 15.0
+    found, killed = asyncio.run(sweep(var, value, grace))
+    print(f"found {found} killed {killed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

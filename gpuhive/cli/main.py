@@ -9,7 +9,7 @@ import sys
 import typer
 
 from gpuhive import __version__
-from gpuhive.cli import agent, controller, invite, lab, nodes
+from gpuhive.cli import agent, controller, invite, lab, nodes, train
 from gpuhive.cli.render import err
 from gpuhive.errors import GpuhiveError
 
@@ -28,6 +28,9 @@ app.add_typer(invite.app, name="invite")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(agent.app, name="agent")
 app.add_typer(lab.app, name="lab")
+app.command(context_settings={"allow_extra_args": True,
+                              "ignore_unknown_options": True})(train.train)
+app.add_typer(train.jobs_app, name="jobs")
 
 
 @app.command()

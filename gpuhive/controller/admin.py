@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.service import HiveService
 from gpuhive.errors import GpuhiveError
@@ -27,13 +28,16 @@ MAX_REQUEST = 1024 * 1024
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _methods(svc: HiveService,
-             ops: NodeOps) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
+def _methods(svc: HiveService, ops: NodeOps,
+             jobs: JobSupervisor) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
     async def exec_(p: dict[str, Any], emit: Emit) -> Any:
         def sink(node: str, stream: str, line: str) -> None:
             emit({"event": "line", "node": node, "stream": stream, "line": line})
         return await svc.nodes_exec(str(p["target"]), [str(a) for a in p["argv"]], sink,
                                     fresh=bool(p.get("fresh")))
+
+    async def logs(p: dict[str, Any], emit: Emit) -> Any:
+        return await jobs.logs(str(p["job"]), bool(p.get("follow")), emit)
 
     def sync(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Emit], Awaitable[Any]]:
         async def call(p: dict[str, Any], emit: Emit) -> Any:
@@ -60,6 +64,11 @@ def _methods(svc: HiveService,
         "nodes.rank": sync(ops.rank),
         "nodes.probe": asyn(ops.probe),
         "nodes.bench": asyn(ops.bench),
+        "jobs.submit": sync(jobs.submit),
+        "jobs.list": sync(jobs.list_jobs),
+        "jobs.show": sync(jobs.show),
+        "jobs.cancel": asyn(jobs.cancel),
+        "jobs.logs": logs,
     }
 
 
@@ -83,9 +92,9 @@ async def _unless_hung_up(work: Awaitable[Any], reader: asyncio.StreamReader) ->
         eof.cancel()
 
 
-async def start_admin_server(svc: HiveService, ops: NodeOps,
+async def start_admin_server(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
                              path: Path) -> asyncio.AbstractServer:
-    methods = _methods(svc, ops)
+    methods = _methods(svc, ops, jobs)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def emit(obj: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from gpuhive.config import Settings
 from gpuhive.controller.admin import start_admin_server
 from gpuhive.controller.hive import Hive
 from gpuhive.controller.home import ControllerHome
+from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.controller.service import HiveService
@@ -47,6 +48,8 @@ class Controller:
                                    self.host_key, self.client_key, clock)
         self.ops = NodeOps(self.registry, self.nodes, settings, clock)
         self.tracker = Tracker(self.registry, self.hive, settings)
+        self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
+        self.service.jobs = self.jobs
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
@@ -65,7 +68,7 @@ class Controller:
                              hint="another controller may be running; stop it or set "
                                   "listen_port") from exc
         self.port = self._endpoint.port
-        self._servers.append(await start_admin_server(self.service, self.ops,
+        self._servers.append(await start_admin_server(self.service, self.ops, self.jobs,
                                                       self.home.admin_socket))
         self.metrics.register(HiveCollector(self.registry, self.hive, self.clock))
         self.http = await start_http(self.app(), self.settings.http_host,
@@ -105,6 +108,7 @@ class Controller:
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.stop()
+        await self.jobs.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -74,7 +74,7 @@ class JobStore:
             raise JobNotFound(f"no job {ref!r}", hint="see `gpuhive jobs`", job=ref)
         return _job(row)
 
-    def list(self, limit: int = 100) -> list[JobRecord]:
+    def recent(self, limit: int = 100) -> list[JobRecord]:
         rows = self.db.execute(
             "SELECT id, name, state, spec, created_at, nodes, started_at, ended_at, reason,"
             " events FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()

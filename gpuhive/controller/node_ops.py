@@ -15,6 +15,7 @@ from typing import Any
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
 from gpuhive.core import linkplan, nodeview, remote_probe
+from gpuhive.core import reliability as rel
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord
 from gpuhive.core.ranking import Purpose, Request, rank_nodes
 from gpuhive.data import load_driver_blacklist, load_gpu_throughput
@@ -50,6 +51,15 @@ class NodeOps:
                              blacklist=self.blacklist)
         return {"request": {"gpus": gpus, "min_vram_mib": min_vram_mib, "purpose": purpose,
                             "precision": precision}, **ranking.to_dict()}
+
+    def record_task(self, name: str, ok: bool) -> None:
+        """A task finished on a node: its history and earned reliability move."""
+        node = self.registry.get_node(name)
+        now = self.clock()
+        tasks = nodeview.tasks_of(node).added(now, ok)
+        r = rel.on_task(nodeview.reliability_of(node), ok, now)
+        self.registry.set_facts(node.id, tasks=nodeview.tasks_to_dict(tasks),
+                                reliability=r.to_dict())
 
     def _targets(self, target: str) -> list[NodeRecord]:
         nodes = self.registry.list_nodes()

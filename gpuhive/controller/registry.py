@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     reliability TEXT NOT NULL DEFAULT '{}',
     tasks TEXT NOT NULL DEFAULT '{}',
     thermal_events TEXT NOT NULL DEFAULT '[]',
-    link TEXT NOT NULL DEFAULT '{}'
+    link TEXT NOT NULL DEFAULT '{}',
+    overlay TEXT NOT NULL DEFAULT '{}'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_name ON nodes(name) WHERE removed_at IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_port ON nodes(forward_port)
@@ -71,9 +72,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 _NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, hostname, hardware,"
               " status, status_reason, agent_state, registered_at, last_heartbeat,"
               " connected_since, public_addr, removed_at, software, policy, reliability, tasks,"
-              " thermal_events, link")
+              " thermal_events, link, overlay")
 # JSON columns that hold what the controller has learned about a node (see NodeRecord)
-FACT_COLUMNS = ("software", "policy", "reliability", "tasks", "thermal_events", "link")
+FACT_COLUMNS = ("software", "policy", "reliability", "tasks", "thermal_events", "link",
+                "overlay")
 
 
 class LiveRow(NamedTuple):
@@ -97,6 +99,11 @@ class Registry:
         except sqlite3.Error as exc:
             raise StateError(f"cannot open registry {path}: {exc}",
                              hint="check the disk and permissions of $GPUHIVE_HOME") from exc
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For stores that keep their own tables in the same database (jobs, API keys)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -340,7 +347,7 @@ class Registry:
 def _node(row: tuple[Any, ...]) -> NodeRecord:
     (id_, name, kind, public_key, host_key, forward_port, address, hostname, hardware, status,
      status_reason, agent_state, registered_at, last_heartbeat, connected_since, public_addr,
-     removed_at, software, policy, reliability, tasks, thermal_events, link) = row
+     removed_at, software, policy, reliability, tasks, thermal_events, link, overlay) = row
     return NodeRecord(
         id=id_, name=name, kind=NodeKind(kind), status=NodeStatus(status),
         registered_at=registered_at, public_key=public_key, host_key=host_key,
@@ -350,4 +357,5 @@ def _node(row: tuple[Any, ...]) -> NodeRecord:
         connected_since=connected_since, public_addr=public_addr, removed_at=removed_at,
         software=json.loads(software), policy=json.loads(policy),
         reliability=json.loads(reliability), tasks=json.loads(tasks),
-        thermal_events=json.loads(thermal_events), link=json.loads(link))
+        thermal_events=json.loads(thermal_events), link=json.loads(link),
+        overlay=json.loads(overlay))

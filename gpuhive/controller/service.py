@@ -40,6 +40,7 @@ class HiveService:
         self.clock = clock
         self.started_at = clock()
         self.http_address = ""  # set by the daemon once the HTTP server listens
+        self.jobs: Any = None  # the daemon's JobSupervisor
 
     # ---- status -----------------------------------------------------------------------
 
@@ -64,8 +65,9 @@ class HiveService:
         return [{"node": name, **e.to_dict()} for name, e in self.registry.recent_events(limit)]
 
     def overview(self) -> dict[str, Any]:
+        jobs = self.jobs.list_jobs()[:20] if self.jobs is not None else []
         return {"status": self.status(), "nodes": self.nodes_list(),
-                "events": self.recent_events(30), "jobs": [], "replicas": []}
+                "events": self.recent_events(30), "jobs": jobs, "replicas": []}
 
     # ---- invites ----------------------------------------------------------------------
 

@@ -156,6 +156,7 @@ class NodeRecord:
     tasks: dict[str, Any] = field(default_factory=dict)  # {"finished": [...], "failed": [...]}
     thermal_events: list[float] = field(default_factory=list)  # onsets of thermal slowdown
     link: dict[str, Any] = field(default_factory=dict)  # rtt_ms, up/down Mbit/s, gpu bench
+    overlay: dict[str, Any] = field(default_factory=dict)  # ip, iface, wg key, endpoint
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,7 +169,7 @@ class NodeRecord:
             "hardware": self.hardware.to_dict() if self.hardware else None,
             "removed_at": self.removed_at, "software": self.software,
             "policy": self.policy, "reliability": self.reliability, "tasks": self.tasks,
-            "thermal_events": self.thermal_events, "link": self.link,
+            "thermal_events": self.thermal_events, "link": self.link, "overlay": self.overlay,
         }
 
 

@@ -99,14 +99,24 @@ class NodeConnections:
             self._conns[node.id] = conn
             return conn
 
-    async def run(self, node: NodeRecord, argv: list[str], sink: LineSink) -> ExecResult:
-        """Run a command on one node, sending each output line to ``sink`` as it comes."""
+    async def run(self, node: NodeRecord, argv: list[str], sink: LineSink, *,
+                  stdin: bytes | None = None,
+                  progress: Callable[[int], None] | None = None) -> ExecResult:
+        """Run a command on one node, sending each output line to ``sink`` as it comes.
+
+        ``stdin`` is streamed to the command in chunks, ``progress`` told the bytes sent.
+        """
         command = " ".join(shlex.quote(a) for a in argv) if len(argv) != 1 else argv[0]
         try:
             conn = await self.get(node)
-            async with conn.create_process(command, stdin=asyncssh.DEVNULL) as proc:
-                await asyncio.gather(_pump(proc.stdout, node.name, "out", sink),
-                                     _pump(proc.stderr, node.name, "err", sink))
+            async with conn.create_process(
+                    command, encoding=None,
+                    stdin=asyncssh.DEVNULL if stdin is None else asyncssh.PIPE) as proc:
+                pumps = [_pump(proc.stdout, node.name, "out", sink),
+                         _pump(proc.stderr, node.name, "err", sink)]
+                if stdin is not None:
+                    pumps.append(_feed(proc.stdin, stdin, progress))
+                await asyncio.gather(*pumps)
                 done = await proc.wait(check=False)
             status = done.exit_status
             if status is None and done.exit_signal:
@@ -129,10 +139,25 @@ class NodeConnections:
         await asyncio.gather(*(self.close(nid) for nid in list(self._conns)))
 
 
-async def _pump(stream: asyncssh.SSHReader[str], node: str, name: str, sink: LineSink) -> None:
+async def _feed(writer: asyncssh.SSHWriter[bytes], data: bytes,
+                progress: Callable[[int], None] | None) -> None:
+    chunk = 256 * 1024
+    sent = 0
+    for start in range(0, len(data), chunk):
+        piece = data[start:start + chunk]
+        writer.write(piece)
+        await writer.drain()
+        sent += len(piece)
+        if progress:
+            progress(sent)
+    writer.write_eof()
+
+
+async def _pump(stream: asyncssh.SSHReader[bytes], node: str, name: str,
+                sink: LineSink) -> None:
     async for line in stream:
-        if line:  # asyncssh yields one final "" at EOF
-            sink(node, name, line.rstrip("\n"))
+        if line:  # asyncssh yields one final b"" at EOF
+            sink(node, name, line.decode("utf-8", "replace").rstrip("\r\n"))
 
 
 async def measure_rtt(conn: asyncssh.SSHClientConnection, samples: int = 5) -> float:

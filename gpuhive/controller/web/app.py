@@ -70,9 +70,7 @@ def create_app(service: HiveService, metrics: Metrics, *, admin_token: str = "",
     @app.get("/api/overview")
     async def overview() -> dict[str, Any]:
         """Everything the dashboard and `gpuhive status` show, in one request."""
-        data: dict[str, Any] = {"status": service.status(), "nodes": service.nodes_list(),
-                                "events": service.recent_events(30), "jobs": [],
-                                "replicas": []}
+        data: dict[str, Any] = service.overview()
         if extra_status is not None:
             data.update(extra_status())
         return data

@@ -1,0 +1,340 @@
+"""Training jobs, owned by the controller daemon: select, preflight, sync, launch, watch.
+
+A job's processes on a node live exactly as long as the controller's SSH channel that
+started them: cancelling the job (or losing the controller) closes the channels, and each
+agent stops everything the command started (see ``agent.reaper``). Logs fan in here,
+prefixed ``node/rankN |``, are appended to ``$GPUHIVE_HOME/jobs/<id>/output.log`` and
+pushed to every attached ``gpuhive train`` / ``jobs logs -f``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
+from gpuhive.controller.node_ops import NodeOps
+from gpuhive.controller.registry import Registry
+from gpuhive.core.model import NodeRecord
+from gpuhive.errors import GpuhiveError, NodeUnreachable
+from gpuhive.train import launch, sync
+from gpuhive.train.placement import (
+    Candidate,
+    PlacementError,
+    addresses,
+    processes_per_node,
+    version_mismatch,
+)
+from gpuhive.train.spec import JobSpec, build_spec
+from gpuhive.transport.node_conn import NodeConnections
+
+log = logging.getLogger(__name__)
+RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$")
+RESTART_HINTS = ("Restarting worker group", "restarting worker group")
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class JobSupervisor:
+    def __init__(self, registry: Registry, nodes: NodeConnections, ops: NodeOps,
+                 jobs_dir: Path, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self.store = JobStore(registry.connection)
+        self.nodes = nodes
+        self.ops = ops
+        self.jobs_dir = jobs_dir
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self.store.interrupted(clock())
+
+    # ---- API --------------------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        job_spec = build_spec(spec)
+        job_id = "j-" + secrets.token_hex(3)
+        job = JobRecord(job_id, job_spec.name or job_id, "queued", job_spec.to_dict(),
+                        self.clock())
+        self.store.create(job)
+        (self.jobs_dir / job_id).mkdir(parents=True, exist_ok=True)
+        self._event(job, "queued", f"{Path(job_spec.script).name} on {job_spec.nodes_text} "
+                    "node(s)")
+        self.tasks[job_id] = asyncio.ensure_future(self._run(job, job_spec))
+        return job.to_dict()
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return [j.to_dict() for j in self.store.recent()]
+
+    def show(self, job: str) -> dict[str, Any]:
+        return self.store.get(job).to_dict()
+
+    async def cancel(self, job: str) -> dict[str, Any]:
+        rec = self.store.get(job)
+        task = self.tasks.get(rec.id)
+        if task is None or task.done():
+            return rec.to_dict()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return self.store.get(rec.id).to_dict()
+
+    async def logs(self, job: str, follow: bool, emit: Emit) -> dict[str, Any]:
+        rec = self.store.get(job)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        if follow and rec.state in ACTIVE:
+            self.watchers.setdefault(rec.id, set()).add(queue)
+        try:
+            path = self.jobs_dir / rec.id / "output.log"
+            if path.exists():
+                for line in path.read_text(errors="replace").splitlines():
+                    emit({"event": "log", "line": line})
+            if follow and rec.state in ACTIVE:
+                while (item := await queue.get()) is not None:
+                    emit(item)
+        finally:
+            self.watchers.get(rec.id, set()).discard(queue)
+        return self.store.get(rec.id).to_dict()
+
+    async def stop(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for task in list(self.tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ---- one job ----------------------------------------------------------------------
+
+    async def _run(self, job: JobRecord, spec: JobSpec) -> None:
+        try:
+            self._state(job, "preflight")
+            chosen = self._select(spec)
+            nproc, backend = processes_per_node(spec, chosen)
+            placements = addresses(chosen)
+            job.nodes = [c.name for c in chosen]
+            if (why := version_mismatch(chosen, backend)) is not None:
+                raise PlacementError(why, hint="install the same torch (and NCCL) on every "
+                                     "node, or leave that node out")
+            records = {n.name: n for n in self.registry.list_nodes()}
+            port = self.rng.randrange(29400, 30000)
+            await self._preflight(job, [records[c.name] for c in chosen], placements, port)
+            self._state(job, "syncing")
+            bundle = await asyncio.to_thread(sync.pack, Path(spec.workdir))
+            if spec.script not in bundle.files:
+                raise PlacementError(f"script {spec.script} is not in the synced workdir "
+                                     f"{spec.workdir}", hint="git add it, or check "
+                                     ".gpuhiveignore and the path (relative to the workdir)")
+            env_digest = await self._sync(job, [records[c.name] for c in chosen], bundle, spec)
+            plan = launch.LaunchPlan(job.id, spec, bundle.digest, env_digest, tuple(placements),
+                                     nproc, backend, port)
+            self._state(job, "running")
+            job.started_at = self.clock()
+            self._event(job, "started", f"{len(chosen)} node(s) × {nproc} process(es), "
+                        f"{backend}, rendezvous {plan.host.node}:{port}")
+            await self._watch(job, spec, plan, [records[c.name] for c in chosen])
+        except asyncio.CancelledError:
+            self._finish(job, "cancelled", "cancelled by the owner")
+            raise
+        except GpuhiveError as exc:
+            self._finish(job, "failed", exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            self._finish(job, "failed", f"controller error: {exc}")
+
+    def _select(self, spec: JobSpec) -> list[Candidate]:
+        want_gpu = spec.gpus_per_node != 0 and spec.backend != "gloo"
+        ranking = self.ops.rank(gpus=max(1, spec.gpus_per_node or 1) if want_gpu else 0,
+                                min_vram_mib=spec.min_vram_mib, purpose="train")
+        if want_gpu and len(ranking["ranked"]) < spec.min_nodes and spec.backend == "auto" \
+                and spec.gpus_per_node is None:
+            ranking = self.ops.rank(gpus=0, min_vram_mib=0, purpose="train")
+        ranked = ranking["ranked"]
+        if len(ranked) < spec.min_nodes:
+            reasons = "; ".join(f"{e['name']}: {e['reasons'][0]['message']}"
+                                for e in ranking["excluded"][:5])
+            raise PlacementError(f"the job needs {spec.min_nodes} node(s) but only "
+                                 f"{len(ranked)} can take it" + (f" ({reasons})" if reasons
+                                                                  else ""),
+                                 hint="see `gpuhive nodes rank --for train`")
+        by_name = {n.name: n for n in self.registry.list_nodes()}
+        out = []
+        for r in ranked[: spec.max_nodes]:
+            node = by_name[r["name"]]
+            out.append(Candidate(node.name, len(r.get("gpus") or []) if want_gpu else 0,
+                                 node.overlay.get("ip"), node.overlay.get("iface"),
+                                 node.public_addr.rsplit(":", 1)[0].strip("[]"),
+                                 node.software.get("torch"), node.software.get("nccl")))
+        return out
+
+    async def _capture(self, node: NodeRecord, command: str, stdin: bytes | None = None,
+                       progress: Callable[[int], None] | None = None) -> str:
+        lines: list[str] = []
+        res = await self.nodes.run(node, [command], lambda _n, _s, line: lines.append(line),
+                                   stdin=stdin, progress=progress)
+        if res.exit_status != 0:
+            raise NodeUnreachable(f"on node {node.name}: {' '.join(lines[-3:]) or res.error}",
+                                  node=node.name)
+        return "\n".join(lines)
+
+    async def _preflight(self, job: JobRecord, nodes: list[NodeRecord],
+                         placements: list[launch.Placement], port: int) -> None:
+        async def disk(node: NodeRecord) -> None:
+            fields = (await self._capture(node, launch.disk_free_command())).split()
+            free_mib = int(fields[3]) // 1024 if len(fields) > 3 and fields[3].isdigit() else 0
+            if free_mib < 1024:
+                raise PlacementError(f"node {node.name} has only {free_mib} MiB free for code "
+                                     "and environment", hint="free some disk on that node")
+        await asyncio.gather(*(disk(n) for n in nodes))
+        if len(nodes) > 1:
+            await self._check_reach(nodes, placements, port)
+        self._event(job, "preflight", "versions agree, disk ok, rendezvous reachable")
+
+    async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
+                           port: int) -> None:
+        host, addr = nodes[0], placements[0].address
+        listen = asyncio.ensure_future(self._capture(host, launch.listen_command(addr, port)))
+        try:
+            await asyncio.sleep(0.5)
+            results = await asyncio.gather(
+                *(self._capture(n, launch.connect_command(addr, port)) for n in nodes[1:]),
+                return_exceptions=True)
+            for n, r in zip(nodes[1:], results, strict=True):
+                if isinstance(r, BaseException):
+                    raise PlacementError(
+                        f"node {n.name} cannot reach the rendezvous {addr}:{port} on "
+                        f"{host.name}", hint="check `gpuhive overlay check`; the overlay "
+                        "must carry traffic between friends")
+        finally:
+            listen.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listen
+
+    async def _sync(self, job: JobRecord, nodes: list[NodeRecord], bundle: sync.Bundle,
+                    spec: JobSpec) -> str | None:
+        import hashlib
+        sha = hashlib.sha256(bundle.data).hexdigest()
+
+        async def one(node: NodeRecord) -> int:
+            state = await self._capture(node, launch.code_check_command(bundle.digest))
+            if state.strip() == "have":
+                return 0
+
+            def progress(sent: int) -> None:
+                self._publish(job, {"event": "progress", "node": node.name, "sent": sent,
+                                    "total": len(bundle.data)})
+            await self._capture(node, launch.code_receive_command(bundle.digest, sha),
+                                stdin=bundle.data, progress=progress)
+            return len(bundle.data)
+
+        sent = await asyncio.gather(*(one(n) for n in nodes))
+        self._event(job, "synced", f"code {bundle.short}: {sum(sent)} bytes sent to "
+                    f"{sum(1 for s in sent if s)} of {len(nodes)} node(s)")
+        job_sent = {n.name: s for n, s in zip(nodes, sent, strict=True)}
+        job.spec["_sync"] = {"digest": bundle.digest, "bytes": job_sent}
+        if not spec.requirements:
+            return None
+        req_path = Path(spec.workdir) / spec.requirements
+        try:
+            text = req_path.read_text()
+        except OSError as exc:
+            raise PlacementError(f"cannot read requirements {req_path}: {exc.strerror}") \
+                from exc
+        digest = sync.requirements_digest(text)[:16]
+        states = await asyncio.gather(*(self._capture(n, launch.env_command(digest, text),
+                                                      stdin=text.encode()) for n in nodes))
+        self._event(job, "environment", f"venv {digest}: " + ", ".join(
+            f"{n.name} {s.strip().splitlines()[-1] if s.strip() else '?'}"
+            for n, s in zip(nodes, states, strict=True)))
+        return digest
+
+    async def _watch(self, job: JobRecord, spec: JobSpec, plan: launch.LaunchPlan,
+                     nodes: list[NodeRecord]) -> None:
+        out = (self.jobs_dir / job.id / "output.log").open("a", buffering=1)
+
+        def sink(node: str, stream: str, line: str) -> None:
+            m = RANK_LINE.match(line)
+            who, text = (f"{node}/rank{m.group(1)}", m.group(2)) if m else (node, line)
+            formatted = f"{who} | {text}"
+            out.write(formatted + "\n")
+            self._publish(job, {"event": "log", "line": formatted})
+            if any(h in line for h in RESTART_HINTS):
+                self._event(job, "restarted", f"{node}: torch elastic restarted the workers")
+
+        tasks = {n.name: asyncio.ensure_future(self.nodes.run(n, [plan.command(n.name)], sink))
+                 for n in nodes}
+        alive = set(tasks)
+        failed: list[str] = []
+        try:
+            for done in asyncio.as_completed(list(tasks.values())):
+                res = await done
+                alive.discard(res.node)
+                if res.exit_status is None:
+                    self._event(job, "node_lost", f"{res.node}: {res.error}; "
+                                f"{len(alive)} node(s) left")
+                    lost_ok = spec.elastic and len(alive) >= spec.min_nodes
+                    if not lost_ok:
+                        failed.append(f"{res.node} lost")
+                elif res.exit_status != 0:
+                    failed.append(f"{res.node} exited {res.exit_status}")
+                    self._event(job, "node_failed", f"{res.node}: exit status {res.exit_status}")
+                if failed and alive:
+                    for name in alive:  # without elasticity the rest would only hang
+                        tasks[name].cancel()
+                    break
+        finally:
+            out.close()
+            for t in tasks.values():
+                t.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            # proof that nothing of the job is left on any node (also after a cancel)
+            await asyncio.shield(self._sweep(job, nodes))
+        outcomes = {n.name: not any(f.startswith(n.name + " ") for f in failed) for n in nodes}
+        if failed:
+            self._finish(job, "failed", "; ".join(failed), outcomes)
+        else:
+            self._finish(job, "succeeded", "", outcomes)
+
+    async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
+        async def one(node: NodeRecord) -> str:
+            try:
+                text = await self._capture(node, launch.sweep_command(job.id))
+            except GpuhiveError as exc:
+                return f"{node.name}: not checked ({exc.message})"
+            return f"{node.name}: {text.strip()}"
+        results = await asyncio.gather(*(one(n) for n in nodes))
+        self._event(job, "cleaned", "; ".join(results))
+
+    # ---- bookkeeping ------------------------------------------------------------------
+
+    def _state(self, job: JobRecord, state: str) -> None:
+        job.state = state
+        self.store.save(job)
+        self._publish(job, {"event": "state", "state": state})
+
+    def _event(self, job: JobRecord, event: str, detail: str) -> None:
+        job.events.append({"at": self.clock(), "event": event, "detail": detail})
+        self.store.save(job)
+        self._publish(job, {"event": "job", "kind": event, "detail": detail})
+
+    def _finish(self, job: JobRecord, state: str, reason: str,
+                outcomes: dict[str, bool] | None = None) -> None:
+        job.state, job.reason, job.ended_at = state, reason, self.clock()
+        self._event(job, state, reason)
+        for node, ok in (outcomes or {}).items():  # feeds each node's earned reliability
+            with contextlib.suppress(GpuhiveError):
+                self.ops.record_task(node, ok=ok)
+        for q in self.watchers.pop(job.id, set()):
+            q.put_nowait(None)
+
+    def _publish(self, job: JobRecord, item: dict[str, Any]) -> None:
+        for q in self.watchers.get(job.id, set()):
+            q.put_nowait(item)

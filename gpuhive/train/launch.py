@@ -1,0 +1,143 @@
+"""What runs on each node for a training job: paths, environment, the torchrun line. Pure.
+
+Every node runs the same torchrun with c10d rendezvous on the first node (``is_host=1``
+there, ``0`` elsewhere; torch's own guess fails when hostnames are shared or
+unresolvable), ``--local-addr`` set to the node's training address, and
+``GLOO_SOCKET_IFNAME``/``NCCL_SOCKET_IFNAME`` set to the interface carrying that address.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from gpuhive.train.spec import JobSpec
+
+NODE_HOME = '"${GPUHIVE_HOME:-$HOME/.gpuhive}"'
+NODE_PY = '"${GPUHIVE_PYTHON:-python3}"'
+
+
+@dataclass(frozen=True)
+class Placement:
+    node: str
+    address: str  # where the other nodes reach this one (overlay IP, or 127.0.0.1 locally)
+    iface: str  # the interface carrying ``address``
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    job_id: str
+    spec: JobSpec
+    code_digest: str
+    env_digest: str | None  # requirements hash, or None for the node's own python
+    placements: tuple[Placement, ...]  # the first one hosts the rendezvous
+    nproc_per_node: int
+    backend: str  # nccl | gloo
+    rdzv_port: int
+
+    @property
+    def host(self) -> Placement:
+        return self.placements[0]
+
+    def command(self, node: str) -> str:
+        """The shell line run on ``node`` over its SSH session."""
+        me = next(p for p in self.placements if p.node == node)
+        spec = self.spec
+        env = {
+            "GPUHIVE_JOB_ID": self.job_id,
+            "GPUHIVE_NODE_NAME": node,
+            "GPUHIVE_MODE": spec.mode,
+            "GPUHIVE_SYNC_EVERY": str(spec.sync_every),
+            "GPUHIVE_COMPRESS": spec.compress,
+            "GPUHIVE_BACKEND": self.backend,
+            "GLOO_SOCKET_IFNAME": me.iface,
+            "NCCL_SOCKET_IFNAME": me.iface,
+            "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:",
+            "PYTHONUNBUFFERED": "1",
+            **spec.env,
+        }
+        python = (f'"$H/envs/{self.env_digest}/bin/python"' if self.env_digest else NODE_PY)
+        torchrun = [
+            "-m", "torch.distributed.run",
+            "--nnodes", f"{spec.min_nodes}:{spec.max_nodes}" if spec.elastic
+            else str(spec.max_nodes),
+            "--nproc-per-node", str(self.nproc_per_node),
+            "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"{_host(self.host.address)}:{self.rdzv_port}",
+            "--rdzv-id", self.job_id,
+            "--rdzv-conf", f"is_host={1 if me == self.host else 0},join_timeout=120",
+            "--local-addr", me.address,
+            "--max-restarts", str(spec.max_restarts),
+            "--tee", "3",
+            spec.script, *spec.args,
+        ]
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        return (f"H={NODE_HOME}; cd \"$H/code/{self.code_digest}\" && "
+                f"export GPUHIVE_CHECKPOINT_DIR=\"$H/jobs/{self.job_id}/checkpoints\" && "
+                f"mkdir -p \"$GPUHIVE_CHECKPOINT_DIR\" && export {exports} && "
+                f"exec {python} {' '.join(shlex.quote(a) for a in torchrun)}")
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def code_check_command(digest: str) -> str:
+    return f'test -f {NODE_HOME}/code/{digest}/.complete && echo have || echo need'
+
+
+def code_receive_command(digest: str, sha256: str) -> str:
+    """Reads the bundle on stdin; unpacks it only when its sha256 matches."""
+    d = f'"$H/code/{digest}"'
+    return (f"set -e; H={NODE_HOME}; mkdir -p \"$H/code\"; t=$(mktemp -d \"$H/code/.in.XXXXXX\"); "
+            f"trap 'rm -rf \"$t\"' EXIT; cat > \"$t/b.tgz\"; "
+            f"echo \"{sha256}  $t/b.tgz\" | sha256sum -c --status || "
+            f"{{ echo 'bundle corrupted in transit' >&2; exit 3; }}; "
+            f"mkdir \"$t/x\"; tar -xzf \"$t/b.tgz\" -C \"$t/x\"; touch \"$t/x/.complete\"; "
+            f"rm -rf {d}; mv \"$t/x\" {d}")
+
+
+def env_command(digest: str, requirements: str) -> str:
+    """Build (once) a venv for a requirements hash; requirements text arrives on stdin."""
+    d = f'"$H/envs/{digest}"'
+    return (f"set -e; H={NODE_HOME}; if [ -x {d}/bin/python ]; then echo reused; exit 0; fi; "
+            f"mkdir -p \"$H/envs\"; t=\"$H/envs/.{digest}.$$\"; rm -rf \"$t\"; "
+            f"{NODE_PY} -m venv --system-site-packages \"$t\"; cat > \"$t/requirements.txt\"; "
+            f"\"$t/bin/python\" -m pip install -q -r \"$t/requirements.txt\"; "
+            f"mv \"$t\" {d}; echo built")
+
+
+def disk_free_command() -> str:
+    return f'mkdir -p {NODE_HOME}; df -Pk {NODE_HOME} | tail -1'
+
+
+def listen_command(address: str, port: int, seconds: int = 20) -> str:
+    """Preflight: accept connections on the rendezvous port for a while (host node)."""
+    family = "AF_INET6" if ":" in address else "AF_INET"
+    code = "\n".join([
+        "import socket, time",
+        f"s = socket.socket(socket.{family})",
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+        f"s.bind(({address!r}, {port}))",
+        "s.listen(64)",
+        "s.settimeout(1)",
+        f"end = time.time() + {seconds}",
+        "while time.time() < end:",
+        "    try:",
+        "        c, _ = s.accept(); c.settimeout(5); c.recv(1); c.close()",
+        "    except OSError:",
+        "        pass",
+    ])
+    return f"exec {NODE_PY} -c {shlex.quote(code)}"
+
+
+def connect_command(address: str, port: int) -> str:
+    """Preflight: reach the rendezvous port from another node (exit 0 = reachable)."""
+    code = (f"import socket;c=socket.create_connection(({address!r},{port}),5);"
+            "c.close()")
+    return f"exec {NODE_PY} -c {shlex.quote(code)}"
+
+
+def sweep_command(job_id: str, grace_s: float = 20.0) -> str:
+    """Wait for (then kill) every process of a job on a node; prints what it found."""
+    return f"exec {NODE_PY} -m gpuhive.agent.reaper GPUHIVE_JOB_ID={job_id} {grace_s}"

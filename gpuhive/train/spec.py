@@ -1,0 +1,172 @@
+"""A training job as data: from `gpuhive train` flags or a job.yaml. Pure.
+
+job.yaml schema (every key optional except ``script``; flags override the file)::
+
+    script: examples/llm.py        # path relative to workdir (or the YAML's folder)
+    args: ["--steps", "300"]       # passed to the script
+    workdir: .                     # what is synced to the nodes
+    nodes: 3                       # N, or "MIN:MAX" for an elastic job
+    gpus_per_node: auto            # K or auto (processes per node; CPU nodes: 1)
+    min_vram: 12G                  # per GPU
+    backend: auto                  # nccl | gloo | auto (nccl when every node has a GPU)
+    requirements: requirements.txt # a venv per requirements hash on each node
+    max_restarts: 3                # torchrun --max-restarts
+    name: my-run
+    mode: ddp                      # ddp | diloco   (handed to scripts via GPUHIVE_MODE)
+    sync_every: 50                 # DiLoCo H
+    compress: none                 # none | bf16 | fp16 | powersgd
+    env: {KEY: value}              # extra environment for the script
+
+Unknown keys and bad values raise ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpuhive.core.units import parse_size_mib
+from gpuhive.errors import ConfigError
+
+BACKENDS = ("auto", "nccl", "gloo")
+MODES = ("ddp", "diloco")
+COMPRESS = ("none", "bf16", "fp16", "powersgd")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    script: str
+    args: list[str] = field(default_factory=list)
+    workdir: str = "."
+    min_nodes: int = 1
+    max_nodes: int = 1
+    gpus_per_node: int | None = None  # None: auto
+    min_vram_mib: int = 0
+    backend: str = "auto"
+    requirements: str | None = None
+    max_restarts: int = 3
+    name: str = ""
+    mode: str = "ddp"
+    sync_every: int = 50
+    compress: str = "none"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_nodes != self.max_nodes
+
+    @property
+    def nodes_text(self) -> str:
+        return str(self.max_nodes) if not self.elastic else f"{self.min_nodes}:{self.max_nodes}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def parse_nodes(text: str | int) -> tuple[int, int]:
+    """``3`` → (3, 3); ``"2:4"`` → (2, 4)."""
+    s = str(text).strip()
+    m = re.match(r"^(\d+)(?::(\d+))?$", s)
+    if not m:
+        raise ConfigError(f"nodes={s!r} is not N or MIN:MAX", hint="e.g. --nodes 3 or 2:4",
+                          key="nodes")
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) else lo
+    if not 1 <= lo <= hi <= 1024:
+        raise ConfigError(f"nodes={s!r} must satisfy 1 <= MIN <= MAX", key="nodes")
+    return lo, hi
+
+
+_KEYS = {"script", "args", "workdir", "nodes", "gpus_per_node", "min_vram", "backend",
+         "requirements", "max_restarts", "name", "mode", "sync_every", "compress", "env"}
+
+
+def build_spec(values: dict[str, Any], source: str = "flags") -> JobSpec:
+    """Validate a mapping of job.yaml keys (or flags) into a ``JobSpec``."""
+    unknown = set(values) - _KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"unknown key {key!r} in {source}",
+                          hint=f"valid keys: {', '.join(sorted(_KEYS))}", key=key)
+
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{key}={values.get(key)!r} in {source}: {why}", key=key)
+
+    script = values.get("script")
+    if not isinstance(script, str) or not script:
+        raise bad("script", "a training script path is required")
+    args = values.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
+        raise bad("args", "must be a list of strings")
+    lo, hi = parse_nodes(values.get("nodes", 1))
+    gpn = values.get("gpus_per_node", "auto")
+    if gpn in (None, "auto"):
+        gpus_per_node = None
+    elif isinstance(gpn, int) and not isinstance(gpn, bool) and 0 <= gpn <= 64:
+        gpus_per_node = gpn
+    elif isinstance(gpn, str) and gpn.isdigit():
+        gpus_per_node = int(gpn)
+    else:
+        raise bad("gpus_per_node", "must be a number of GPUs or 'auto'")
+    try:
+        vram = parse_size_mib(str(values.get("min_vram", "0")))
+    except ValueError as exc:
+        raise bad("min_vram", "not a size like 12G") from exc
+    choices = {"backend": BACKENDS, "mode": MODES, "compress": COMPRESS}
+    picked = {}
+    for key, allowed in choices.items():
+        value = str(values.get(key, allowed[0] if key != "mode" else "ddp"))
+        if value not in allowed:
+            raise bad(key, f"must be one of {', '.join(allowed)}")
+        picked[key] = value
+    max_restarts = values.get("max_restarts", 3)
+    if not isinstance(max_restarts, int) or isinstance(max_restarts, bool) or not \
+            0 <= max_restarts <= 100:
+        raise bad("max_restarts", "must be 0 to 100")
+    sync_every = values.get("sync_every", 50)
+    if not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1:
+        raise bad("sync_every", "must be a positive number of steps")
+    name = str(values.get("name") or "")
+    if name and not _NAME_RE.match(name):
+        raise bad("name", "use letters, digits, '-', '_' or '.'")
+    env = values.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and re.match(
+            r"^[A-Za-z_][A-Za-z0-9_]*$", k) for k in env):
+        raise bad("env", "must map variable names to values")
+    requirements = values.get("requirements")
+    if requirements is not None and not isinstance(requirements, str):
+        raise bad("requirements", "must be a file path")
+    return JobSpec(script=script, args=[str(a) for a in args],
+                   workdir=str(values.get("workdir") or "."), min_nodes=lo, max_nodes=hi,
+                   gpus_per_node=gpus_per_node, min_vram_mib=vram, backend=picked["backend"],
+                   requirements=requirements, max_restarts=max_restarts, name=name,
+                   mode=picked["mode"], sync_every=sync_every, compress=picked["compress"],
+                   env={k: str(v) for k, v in env.items()})
+
+
+def load_job_file(path: Path, overrides: dict[str, Any]) -> JobSpec:
+    """job.yaml plus flags; relative paths are resolved from the YAML's folder."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key="job") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", key="job") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of job keys", key="job")
+    data.setdefault("workdir", str(path.parent))
+    if "workdir" in data and not Path(str(data["workdir"])).is_absolute():
+        data["workdir"] = str((path.parent / str(data["workdir"])).resolve())
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return build_spec(data, source=str(path))
