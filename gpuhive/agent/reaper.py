@@ -72,6 +72,20 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def orphans(home: str, proc_root: Path = Path("/proc")) -> list[int]:
+    """Processes an earlier agent of this $GPUHIVE_HOME started and left behind (it died)."""
+    home_tag = f"GPUHIVE_HOME={home}".encode()
+    out = []
+    for pid in tagged(home, proc_root, var="GPUHIVE_HOME"):
+        try:
+            env = (proc_root / str(pid) / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if home_tag in env and any(e.startswith(EXEC_ID_VAR.encode() + b"=") for e in env):
+            out.append(pid)
+    return out
+
+
 async def sweep(var: str, value: str, grace_s: float = 15.0) -> tuple[int, int]:
     """Wait up to ``grace_s`` for every process tagged ``var=value`` to end; SIGKILL the rest.
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from gpuhive.agent import reaper
 from gpuhive.agent.policy import agent_state, load_policy, policy_to_dict
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.config import Settings
@@ -60,6 +61,14 @@ class Agent:
     async def run(self) -> None:
         # commands the controller runs here find this interpreter (and so gpuhive) by it
         os.environ["GPUHIVE_PYTHON"] = sys.executable
+        os.environ["GPUHIVE_HOME"] = str(self.home.root)
+        # an earlier agent that died left its commands running: nobody can reach them now
+        left = reaper.orphans(str(self.home.root))
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if left:
+            log.warning("stopped %d process(es) an earlier agent left running", len(left))
         acceptor, self.embedded_port = await start_embedded_server(
             self.host_key, self.identity.controller_client_key)
         ident = self.identity

@@ -38,7 +38,9 @@ from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
 RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$")
-RESTART_HINTS = ("Restarting worker group", "restarting worker group")
+# torchrun's own (warning-level) line when a worker group fails; with attempts left the
+# elastic agent restarts it, at the new size when a node was lost
+RESTART_HINTS = ("failed (exitcode:",)
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -267,7 +269,8 @@ class JobSupervisor:
             out.write(formatted + "\n")
             self._publish(job, {"event": "log", "line": formatted})
             if any(h in line for h in RESTART_HINTS):
-                self._event(job, "restarted", f"{node}: torch elastic restarted the workers")
+                self._event(job, "workers_failed", f"{node}: {text.strip()[-160:]} (torch "
+                            "elastic restarts them while --max-restarts allows)")
 
         tasks = {n.name: asyncio.ensure_future(self.nodes.run(n, [plan.command(n.name)], sink))
                  for n in nodes}

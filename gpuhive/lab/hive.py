@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuhive.agent import reaper
 from gpuhive.controller import admin_client
 from gpuhive.errors import ControllerUnavailable, GpuhiveError, LabError
 from gpuhive.lab import netns, procs
@@ -166,6 +167,19 @@ class Lab:
                     os.killpg(pid, 9)
             procs.stop(pid, grace_s=1)
         lab_state.save(self.state)
+
+    def kill_node(self, name: str) -> None:
+        """The whole machine vanishes: its agent and everything running there, at once."""
+        pid = self.state.pids.pop(f"agent-{name}", None)
+        lab_state.save(self.state)
+        ns = self.host(name).namespace
+        victims = set(netns.namespace_pids(ns)) if ns else set()
+        victims |= set(reaper.tagged(str(self.node_home(name)), var="GPUHIVE_HOME"))
+        if pid:
+            victims.add(pid)
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, 9)
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.admin("nodes.list"))

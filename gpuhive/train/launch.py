@@ -53,6 +53,10 @@ class LaunchPlan:
             "GLOO_SOCKET_IFNAME": me.iface,
             "NCCL_SOCKET_IFNAME": me.iface,
             "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:",
+            # torch 2.13 caches the first round's rank-0 store address when the rendezvous
+            # store is shared; after a node is lost the survivors' workers then wait on the
+            # dead node's port for ever. Without sharing, each round publishes a fresh one.
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
         }
@@ -69,13 +73,16 @@ class LaunchPlan:
             "--local-addr", me.address,
             "--max-restarts", str(spec.max_restarts),
             "--tee", "3",
+            "--log-dir", "LOGDIR",
             spec.script, *spec.args,
         ]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        args = " ".join(shlex.quote(a) for a in torchrun).replace(
+            "LOGDIR", f'"$H/jobs/{self.job_id}/torchrun"')
         return (f"H={NODE_HOME}; cd \"$H/code/{self.code_digest}\" && "
                 f"export GPUHIVE_CHECKPOINT_DIR=\"$H/jobs/{self.job_id}/checkpoints\" && "
                 f"mkdir -p \"$GPUHIVE_CHECKPOINT_DIR\" && export {exports} && "
-                f"exec {python} {' '.join(shlex.quote(a) for a in torchrun)}")
+                f"exec {python} {args}")
 
 
 def _host(address: str) -> str:
