@@ -48,7 +48,6 @@ class LaunchPlan:
             "GPUHIVE_NODE_NAME": node,
             "GPUHIVE_MODE": spec.mode,
             "GPUHIVE_SYNC_EVERY": str(spec.sync_every),
-            "GPUHIVE_COMPRESS": spec.compress,
             "GPUHIVE_BACKEND": self.backend,
             "GLOO_SOCKET_IFNAME": me.iface,
             "NCCL_SOCKET_IFNAME": me.iface,
@@ -58,6 +57,7 @@ class LaunchPlan:
             # dead node's port for ever. Without sharing, each round publishes a fresh one.
             "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
             "PYTHONUNBUFFERED": "1",
+            **({"GPUHIVE_COMPRESS": spec.compress} if spec.compress else {}),
             **spec.env,
         }
         python = (f'"$H/envs/{self.env_digest}/bin/python"' if self.env_digest else NODE_PY)

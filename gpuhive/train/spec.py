@@ -14,7 +14,7 @@ job.yaml schema (every key optional except ``script``; flags override the file):
     name: my-run
     mode: ddp                      # ddp | diloco   (handed to scripts via GPUHIVE_MODE)
     sync_every: 50                 # DiLoCo H
-    compress: none                 # none | bf16 | fp16 | powersgd
+    compress: bf16                 # none | bf16 | fp16 | powersgd (default: the mode's own)
     env: {KEY: value}              # extra environment for the script
 
 Unknown keys and bad values raise ``ConfigError`` naming the key.
@@ -33,7 +33,7 @@ from gpuhive.errors import ConfigError
 
 BACKENDS = ("auto", "nccl", "gloo")
 MODES = ("ddp", "diloco")
-COMPRESS = ("none", "bf16", "fp16", "powersgd")
+COMPRESS = ("", "none", "bf16", "fp16", "powersgd")  # "": the mode's default
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -52,7 +52,7 @@ class JobSpec:
     name: str = ""
     mode: str = "ddp"
     sync_every: int = 50
-    compress: str = "none"
+    compress: str = ""  # "": ddp sends fp32 gradients, diloco bf16 pseudo-gradients
     env: dict[str, str] = field(default_factory=dict)
 
     @property
