@@ -36,6 +36,13 @@ class Settings:
     token_ttl: str = "24h"
     # HTTP: dashboard, JSON API, /metrics (and the OpenAI gateway). Loopback unless exposed,
     # and exposing it needs an admin token for everything but the gateway and /health.
+    # WireGuard overlay: hub on the controller (`gpuhive up --overlay`), a spoke per agent
+    overlay: bool = False  # run the hub (`gpuhive up --overlay`)
+    overlay_subnet: str = "10.77.0.0/16"
+    overlay_port: int = 51820  # the hub's UDP port; friends need nothing open
+    overlay_mtu: int = 1280
+    overlay_iface: str = "ghv0"  # per machine; lab hosts sharing /var/run need distinct ones
+    overlay_spoke_port: int = 51821  # the spoke's own port (used for same-LAN direct paths)
     http_host: str = "127.0.0.1"
     http_port: int = 8088
     admin_token: str = ""

@@ -13,9 +13,11 @@ from dataclasses import asdict
 from typing import Any
 
 from gpuhive.agent import reaper
+from gpuhive.agent.overlay_spoke import Spoke
 from gpuhive.agent.policy import agent_state, load_policy, policy_to_dict
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.config import Settings
+from gpuhive.core.messages import Message
 from gpuhive.core.model import AgentState
 from gpuhive.core.ranking import OwnerPolicy
 from gpuhive.errors import GpuhiveError
@@ -38,6 +40,7 @@ class Agent:
         self.state = AgentState.AVAILABLE
         self.link: AgentLink | None = None
         self.embedded_port = 0
+        self.spoke = Spoke(home.root, settings, self.identity.controller_host)
 
     async def heartbeat_payload(self) -> dict[str, Any]:
         hw = await asyncio.to_thread(probe_hardware)
@@ -48,7 +51,12 @@ class Agent:
             policy = OwnerPolicy()
         self.state = agent_state(policy, running_tasks=0)
         return {"state": self.state.value, "hardware": hw.to_dict(), "jobs": [], "models": [],
-                "policy": policy_to_dict(policy)}
+                "policy": policy_to_dict(policy), "overlay": self.spoke.report()}
+
+    async def on_welcome(self, welcome: Message) -> None:
+        overlay = welcome.get("overlay")
+        if isinstance(overlay, dict):
+            await self.spoke.ensure(overlay)
 
     def _write_status(self, status: LinkStatus) -> None:
         data = {**asdict(status), "pid": os.getpid(), "node_id": self.identity.node_id,
@@ -76,7 +84,8 @@ class Agent:
             LinkTarget(ident.controller_host, ident.controller_port, ident.node_id,
                        ident.forward_port, ident.controller_host_key),
             self.node_key, self.embedded_port, self.settings,
-            heartbeat=self.heartbeat_payload, on_status=self._write_status)
+            heartbeat=self.heartbeat_payload, on_status=self._write_status,
+            on_welcome=self.on_welcome)
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         self._write_status(self.link.status)
         log.info("agent %s up: embedded server 127.0.0.1:%s, dialing %s:%s", ident.name,
@@ -85,6 +94,8 @@ class Agent:
             await self.link.run()
         finally:
             acceptor.close()
+            with contextlib.suppress(Exception):
+                await self.spoke.stop()
             with contextlib.suppress(FileNotFoundError):
                 self.home.pid_file.unlink()
             status = self.link.status

@@ -38,7 +38,8 @@ def enroll(
     from gpuhive.agent.enroll import enroll as do_enroll
     root = common.home()
     settings = common.settings()
-    ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout))
+    ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout,
+                                  settings=settings))
     out.print(f"enrolled as {ident.name} ({ident.node_id}) with controller "
               f"{ident.controller_host}:{ident.controller_port}")
     if service:

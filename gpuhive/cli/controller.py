@@ -49,9 +49,12 @@ def up(
     listen: str = typer.Option(None, help="host:port for the hive SSH endpoint "
                                "(default 0.0.0.0:2222)"),
     heartbeat_interval: float = typer.Option(None, help="seconds between agent heartbeats"),
+    overlay: bool = typer.Option(False, "--overlay", help="also run the WireGuard hub (needs "
+                                 "root or CAP_NET_ADMIN; kernel module or wireguard-go)"),
 ) -> None:
     """Run the controller daemon: hive SSH endpoint, registry, heartbeats, admin API."""
-    overrides: dict[str, object] = {"heartbeat_interval": heartbeat_interval}
+    overrides: dict[str, object] = {"heartbeat_interval": heartbeat_interval,
+                                    "overlay": True if overlay else None}
     if listen:
         host, _, port = listen.rpartition(":")
         overrides.update(listen_host=host or "0.0.0.0", listen_port=port)
@@ -67,6 +70,8 @@ def up(
             argv += ["--listen", listen]
         if heartbeat_interval is not None:
             argv += ["--heartbeat-interval", str(heartbeat_interval)]
+        if overlay:
+            argv.append("--overlay")
         with open(home.log_file, "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                     start_new_session=True)

@@ -23,13 +23,15 @@ def up(
     mtu: int = typer.Option(None, help="MTU of the lab's internet links"),
     heartbeat_interval: float = typer.Option(1.0, help="seconds between heartbeats"),
     loopback: bool = typer.Option(False, help="no namespaces, even as root"),
+    overlay: bool = typer.Option(False, help="WireGuard hub and spokes (network namespaces "
+                                 "only)"),
     lab_dir: Path = DirOpt,
 ) -> None:
     """Build the lab, start a controller and enroll every friend; wait until all are online."""
     with out.status(f"building a lab with {nodes} friend(s)…"):
         lab = hive.up(hive.LabOptions(friends=nodes, bandwidth=bandwidth, mtu=mtu,
                                       heartbeat_interval=heartbeat_interval,
-                                      loopback=loopback), lab_dir)
+                                      loopback=loopback, overlay=overlay), lab_dir)
     out.print(f"lab {lab.state.prefix} up ({lab.state.mode}), {nodes} node(s) online")
     out.print(f"use it with:  export GPUHIVE_HOME={lab.controller_home}")
 

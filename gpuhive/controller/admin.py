@@ -19,6 +19,7 @@ from typing import Any
 
 from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
+from gpuhive.controller.overlay_ops import OverlayOps
 from gpuhive.controller.service import HiveService
 from gpuhive.errors import GpuhiveError
 
@@ -28,8 +29,8 @@ MAX_REQUEST = 1024 * 1024
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _methods(svc: HiveService, ops: NodeOps,
-             jobs: JobSupervisor) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
+def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
+             overlay: OverlayOps) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
     async def exec_(p: dict[str, Any], emit: Emit) -> Any:
         def sink(node: str, stream: str, line: str) -> None:
             emit({"event": "line", "node": node, "stream": stream, "line": line})
@@ -69,6 +70,8 @@ def _methods(svc: HiveService, ops: NodeOps,
         "jobs.show": sync(jobs.show),
         "jobs.cancel": asyn(jobs.cancel),
         "jobs.logs": logs,
+        "overlay.status": asyn(overlay.status),
+        "overlay.check": asyn(overlay.check),
     }
 
 
@@ -93,8 +96,8 @@ async def _unless_hung_up(work: Awaitable[Any], reader: asyncio.StreamReader) ->
 
 
 async def start_admin_server(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
-                             path: Path) -> asyncio.AbstractServer:
-    methods = _methods(svc, ops, jobs)
+                             overlay: OverlayOps, path: Path) -> asyncio.AbstractServer:
+    methods = _methods(svc, ops, jobs, overlay)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def emit(obj: dict[str, Any]) -> None:

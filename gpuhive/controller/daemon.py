@@ -18,6 +18,8 @@ from gpuhive.controller.hive import Hive
 from gpuhive.controller.home import ControllerHome
 from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
+from gpuhive.controller.overlay_hub import OverlayHub
+from gpuhive.controller.overlay_ops import OverlayOps
 from gpuhive.controller.registry import Registry
 from gpuhive.controller.service import HiveService
 from gpuhive.controller.tracker import Tracker
@@ -47,6 +49,7 @@ class Controller:
         self.service = HiveService(self.registry, self.hive, self.nodes, settings,
                                    self.host_key, self.client_key, clock)
         self.ops = NodeOps(self.registry, self.nodes, settings, clock)
+        self.overlay = OverlayOps(self.registry, self.nodes, None)
         self.tracker = Tracker(self.registry, self.hive, settings)
         self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
         self.service.jobs = self.jobs
@@ -68,8 +71,18 @@ class Controller:
                              hint="another controller may be running; stop it or set "
                                   "listen_port") from exc
         self.port = self._endpoint.port
+        if self.settings.overlay:
+            hub = OverlayHub(self.settings, self.registry, self.home.root / "wg_hub_key")
+            try:
+                await hub.start()
+            except GpuhiveError as exc:
+                await self._endpoint.close()
+                raise StateError(f"cannot bring up the overlay hub: {exc.message}",
+                                 hint=exc.hint or "run the controller as root (or with "
+                                 "CAP_NET_ADMIN), or start it without --overlay") from exc
+            self.hive.hub = self.service.hub = self.overlay.hub = hub
         self._servers.append(await start_admin_server(self.service, self.ops, self.jobs,
-                                                      self.home.admin_socket))
+                                                      self.overlay, self.home.admin_socket))
         self.metrics.register(HiveCollector(self.registry, self.hive, self.clock))
         self.http = await start_http(self.app(), self.settings.http_host,
                                      self.settings.http_port)
@@ -109,6 +122,9 @@ class Controller:
         if self.http is not None:
             await self.http.stop()
         await self.jobs.stop()
+        if self.overlay.hub is not None:
+            with contextlib.suppress(GpuhiveError):
+                await self.overlay.hub.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

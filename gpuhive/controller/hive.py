@@ -7,6 +7,7 @@ dict writes and one commit per tick rather than a thousand commits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -23,6 +24,7 @@ from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.nodeview import prune_thermal, thermal_onsets
 from gpuhive.errors import EnrollRefused, GpuhiveError
+from gpuhive.overlay.keys import is_valid_key
 from gpuhive.transport import keys
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ class Beat:
     state: str
     hardware: Hardware | None
     policy: dict[str, Any] | None
+    overlay: dict[str, Any] | None = None  # the spoke's own report: up, iface, error
 
 
 class Hive:
@@ -56,6 +59,13 @@ class Hive:
         self.last_hw: dict[str, Hardware] = {}  # for thermal onsets between snapshots
         self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
         self.heartbeats_received = 0
+        self.hub: Any = None  # the OverlayHub when `gpuhive up --overlay`
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ---- HiveHandler ------------------------------------------------------------------
 
@@ -79,7 +89,10 @@ class Hive:
             host_key=request["embedded_host_key"],
             hardware=Hardware.from_dict(request["hardware"]), public_addr=peer,
             port_range=(self.settings.forward_port_min, self.settings.forward_port_max),
-            now=self.clock(), facts={"software": request.get("software") or {}})
+            now=self.clock(), facts={"software": request.get("software") or {}},
+            overlay=_overlay_request(request), overlay_subnet=self.settings.overlay_subnet)
+        if self.hub is not None:
+            self._later(self.hub.sync())
         self.last_heard.setdefault(node.id, None)
         log.info("enrolled node %s (%s) from %s with token %s", node.name, node.id, peer,
                  token_id)
@@ -97,8 +110,13 @@ class Hive:
         self.registry.set_connection(node.id, connected_since=now, public_addr=peer, now=now,
                                      event="connected")
         assert node.forward_port is not None
-        return {"node_id": node.id, "heartbeat_interval": self.settings.heartbeat_interval,
-                "forward_port": node.forward_port}
+        welcome: dict[str, Any] = {"node_id": node.id,
+                                   "heartbeat_interval": self.settings.heartbeat_interval,
+                                   "forward_port": node.forward_port}
+        overlay = self.hub.welcome_for(node.overlay) if self.hub is not None else None
+        if overlay is not None:
+            welcome["overlay"] = overlay
+        return welcome
 
     def heartbeat(self, node: NodeRecord, msg: Message) -> None:
         now = self.clock()
@@ -114,8 +132,10 @@ class Hive:
                 self.thermal_onsets.setdefault(node.id, []).extend([now] * onsets)
             self.last_hw[node.id] = hw
         policy = msg.get("policy")
+        overlay = msg.get("overlay")
         self.pending[node.id] = Beat(now, msg["state"][:32], hw,
-                                     policy if isinstance(policy, dict) else None)
+                                     policy if isinstance(policy, dict) else None,
+                                     _spoke_status(overlay))
 
     def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None:
         conns = self.links.get(node.id)
@@ -134,6 +154,16 @@ class Hive:
         batch, self.pending = self.pending, {}
         self.registry.save_heartbeats((nid, b.at, b.state, b.hardware, b.policy)
                                       for nid, b in batch.items())
+        spokes = [(nid, b.overlay) for nid, b in batch.items() if b.overlay is not None]
+        if spokes:
+            rows: list[tuple[str, dict[str, Any]]] = []
+            for nid, status in spokes:
+                with contextlib.suppress(GpuhiveError):
+                    current = self.registry.fact(nid, "overlay") or {}
+                    if current.get("status") != status:
+                        rows.append((nid, {"overlay": {**current, "status": status}}))
+            if rows:
+                self.registry.set_facts_many(rows)
         onsets, self.thermal_onsets = self.thermal_onsets, {}
         if onsets:
             now = self.clock()
@@ -156,3 +186,21 @@ class Hive:
 
     def connected(self, node_id: str) -> bool:
         return bool(self.links.get(node_id))
+
+
+def _overlay_request(request: Message) -> dict[str, Any] | None:
+    """The WireGuard facts an enroll request carries (None from an agent without them)."""
+    key = request.get("wg_public_key")
+    if not key or not is_valid_key(key):
+        return None
+    return {"wg_public_key": key, "lan": str(request.get("lan_address") or "")[:64],
+            "listen_port": request.get("wg_listen_port")}
+
+
+def _spoke_status(report: Any) -> dict[str, Any] | None:
+    if not isinstance(report, dict):
+        return None
+    iface = report.get("iface")
+    return {"up": report.get("up") is True,
+            "iface": iface if isinstance(iface, str) and len(iface) <= 15 else None,
+            "error": str(report.get("error") or "")[:300], "since": report.get("since")}

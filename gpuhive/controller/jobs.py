@@ -171,8 +171,11 @@ class JobSupervisor:
         out = []
         for r in ranked[: spec.max_nodes]:
             node = by_name[r["name"]]
+            spoke = node.overlay.get("status") or {}
+            up = bool(spoke.get("up")) and bool(node.overlay.get("ip"))
             out.append(Candidate(node.name, len(r.get("gpus") or []) if want_gpu else 0,
-                                 node.overlay.get("ip"), node.overlay.get("iface"),
+                                 node.overlay.get("ip") if up else None,
+                                 spoke.get("iface") if up else None,
                                  node.public_addr.rsplit(":", 1)[0].strip("[]"),
                                  node.software.get("torch"), node.software.get("nccl")))
         return out
@@ -269,8 +272,10 @@ class JobSupervisor:
             out.write(formatted + "\n")
             self._publish(job, {"event": "log", "line": formatted})
             if any(h in line for h in RESTART_HINTS):
-                self._event(job, "workers_failed", f"{node}: {text.strip()[-160:]} (torch "
-                            "elastic restarts them while --max-restarts allows)")
+                code = re.search(r"exitcode: (-?\d+)", line)
+                self._event(job, "workers_failed", f"{node}: a worker exited with "
+                            f"{code.group(1) if code else '?'}; torch elastic restarts the "
+                            "group while --max-restarts allows")
 
         tasks = {n.name: asyncio.ensure_future(self.nodes.run(n, [plan.command(n.name)], sink))
                  for n in nodes}

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from gpuhive.core import tokens
 from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
 from gpuhive.errors import EnrollRefused, NodeNotFound, StateError, TokenUnknown
+from gpuhive.overlay import addressing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -160,10 +161,15 @@ class Registry:
     def enroll(self, *, token_id: str, secret: str, name: str, name_given: bool, hostname: str,
                public_key: str, host_key: str, hardware: Hardware, public_addr: str,
                port_range: tuple[int, int], now: float,
-               facts: dict[str, Any] | None = None) -> NodeRecord:
+               facts: dict[str, Any] | None = None,
+               overlay: dict[str, Any] | None = None,
+               overlay_subnet: str = "") -> NodeRecord:
         """Verify and consume the token and register the node, all in one transaction.
 
-        A node key that is already registered re-enrolls as the same node (same id and port).
+        A node key that is already registered re-enrolls as the same node (same id, port and
+        overlay address). With ``overlay`` (its WireGuard public key, LAN address, port) the
+        node gets an overlay address from ``overlay_subnet`` inside the same transaction, so
+        concurrent enrollments never share one, and a removed node's address is never reused.
         """
         with self._tx() as db:
             tokens.verify(self.get_token(token_id), token_id, secret, now)
@@ -189,7 +195,18 @@ class Registry:
             db.execute("UPDATE tokens SET uses = uses + 1 WHERE id = ?", (token_id,))
             node_id = node.id if existing else node_id
             self.set_facts(node_id, **(facts or {}))
+            if overlay is not None and overlay_subnet:
+                self._assign_overlay(node_id, overlay, overlay_subnet)
         return self.get_node(node_id)
+
+    def _assign_overlay(self, node_id: str, overlay: dict[str, Any], subnet: str) -> None:
+        rows = self._db.execute("SELECT id, overlay, removed_at FROM nodes").fetchall()
+        mine = next(json.loads(r[1]) for r in rows if r[0] == node_id)
+        taken = [json.loads(r[1]).get("ip") for r in rows if r[2] is None]
+        retired = [json.loads(r[1]).get("ip") for r in rows if r[2] is not None]
+        ip = addressing.assign(subnet, mine.get("ip"), [t for t in taken if t],
+                               [t for t in retired if t])
+        self.set_facts(node_id, overlay={**mine, **overlay, "ip": ip, "subnet": subnet})
 
     def add_ssh_node(self, *, name: str, address: str, host_key: str, hostname: str,
                      hardware: Hardware, now: float) -> NodeRecord:

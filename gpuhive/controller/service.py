@@ -41,6 +41,7 @@ class HiveService:
         self.started_at = clock()
         self.http_address = ""  # set by the daemon once the HTTP server listens
         self.jobs: Any = None  # the daemon's JobSupervisor
+        self.hub: Any = None  # the OverlayHub when the overlay runs
 
     # ---- status -----------------------------------------------------------------------
 
@@ -119,6 +120,8 @@ class HiveService:
         removed = self.registry.remove_node(node.id, self.clock())
         closed = self.hive.disconnect(node.id)
         await self.nodes.close(node.id)
+        if self.hub is not None:
+            await self.hub.sync()  # its WireGuard peer goes too: its packets are dropped
         return {**removed.to_dict(), "closed_links": closed}
 
     async def nodes_exec(self, target: str, argv: list[str], sink: LineSink, *,

@@ -39,9 +39,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "error": {"code": (str,), "message": (str,)},
 }
 _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
-    "enroll": {"wg_public_key": (str,), "software": (dict,)},
+    "enroll": {"wg_public_key": (str,), "software": (dict,), "lan_address": (str,),
+               "wg_listen_port": (int,)},
     "heartbeat": {"jobs": (list,), "models": (list,), "sent_at": (int, float),
-                  "policy": (dict,)},
+                  "policy": (dict,), "overlay": (dict,)},
+    "welcome": {"overlay": (dict,)},
     "error": {"hint": (str,)},
 }
 

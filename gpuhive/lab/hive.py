@@ -38,6 +38,7 @@ class LabOptions:
     heartbeat_interval: float = 1.0
     backoff_cap: float = 2.0
     loopback: bool = False  # force the no-root fallback
+    overlay: bool = False  # WireGuard hub on the controller, a spoke on every friend (netns)
     wait_s: float = 60.0
 
 
@@ -69,6 +70,16 @@ class Lab:
     @property
     def friends(self) -> list[str]:
         return [h.name for h in self.state.hosts if h.name != "ctl"]
+
+    def overlay_iface(self, host: str) -> str:
+        """Each lab host needs its own WireGuard interface name: wireguard-go's control
+        sockets live in /var/run/wireguard, which every namespace shares."""
+        p = self.state.prefix
+        return f"{p}hub" if host == "ctl" else f"{p}w{host.removeprefix('friend')}"
+
+    def host_env(self, host: str) -> dict[str, str]:
+        home = self.controller_home if host == "ctl" else self.node_home(host)
+        return self.env(home, {"GPUHIVE_OVERLAY_IFACE": self.overlay_iface(host)})
 
     def env(self, home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GPUHIVE_")}
@@ -107,10 +118,9 @@ class Lab:
     def cli(self, *args: str, host: str = "ctl", check: bool = False,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the gpuhive CLI as the lab's owner (host ctl) or on a friend's host."""
-        home = self.controller_home if host == "ctl" else self.node_home(host)
         argv = netns.exec_argv(self.host(host).namespace,
                                [sys.executable, "-m", "gpuhive", *args])
-        proc = subprocess.run(argv, env=self.env(home), capture_output=True, text=True,
+        proc = subprocess.run(argv, env=self.host_env(host), capture_output=True, text=True,
                               timeout=timeout)
         if check and proc.returncode != 0:
             raise LabError(f"`gpuhive {' '.join(args)}` on {host} exited {proc.returncode}: "
@@ -119,8 +129,11 @@ class Lab:
 
     def start_controller(self) -> int:
         h = self.host("ctl")
-        pid = procs.spawn([sys.executable, "-m", "gpuhive", "up"], ns=h.namespace,
-                          env=self.env(self.controller_home), log_path=self.dir / "ctl.log")
+        argv = [sys.executable, "-m", "gpuhive", "up"]
+        if self.state.env.get("GPUHIVE_OVERLAY") == "1":
+            argv.append("--overlay")
+        pid = procs.spawn(argv, ns=h.namespace, env=self.host_env("ctl"),
+                          log_path=self.dir / "ctl.log")
         self._set_pid("ctl", pid)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -147,7 +160,7 @@ class Lab:
             token = self.admin("invite.create", {"name": name, "ttl": "1h", "uses": 1})["token"]
         h = self.host(name)
         pid = procs.spawn([sys.executable, "-m", "gpuhive", "enroll", token, "--name", name],
-                          ns=h.namespace, env=self.env(self.node_home(name)),
+                          ns=h.namespace, env=self.host_env(name),
                           log_path=self.dir / f"{name}.log")
         self._set_pid(f"agent-{name}", pid)
         return pid
@@ -155,7 +168,7 @@ class Lab:
     def start_agent(self, name: str) -> int:
         h = self.host(name)
         pid = procs.spawn([sys.executable, "-m", "gpuhive", "agent"], ns=h.namespace,
-                          env=self.env(self.node_home(name)), log_path=self.dir / f"{name}.log")
+                          env=self.host_env(name), log_path=self.dir / f"{name}.log")
         self._set_pid(f"agent-{name}", pid)
         return pid
 
@@ -199,6 +212,21 @@ class Lab:
         raise LabError(f"nodes did not reach {want} within {timeout:.0f}s (now {seen})",
                        hint=f"see the logs in {self.dir}")
 
+    def wait_for_overlay(self, timeout: float = 60.0) -> None:
+        """Until every friend's spoke reports up and has handshaken with the hub."""
+        deadline = time.monotonic() + timeout
+        peers: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(GpuhiveError):
+                peers = self.admin("overlay.status")["peers"]
+                if len(peers) == len(self.friends) and all(
+                        p["latest_handshake"] and (p.get("spoke") or {}).get("up")
+                        for p in peers):
+                    return
+            time.sleep(0.3)
+        raise LabError(f"the overlay did not come up within {timeout:.0f}s: {peers}",
+                       hint=f"see the logs in {self.dir}")
+
     def _set_pid(self, role: str, pid: int) -> None:
         self.state.pids[role] = pid
         lab_state.save(self.state)
@@ -217,6 +245,8 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
              "GPUHIVE_BACKOFF_CAP": str(options.backoff_cap),
              "GPUHIVE_BACKOFF_BASE": str(min(0.5, options.backoff_cap)),
              "GPUHIVE_CONNECT_TIMEOUT": "10"}
+    if use_netns and options.overlay:
+        extra["GPUHIVE_OVERLAY"] = "1"
     if use_netns:
         plan = plan_lab(prefix, options.friends, options.bandwidth, options.mtu)
         hosts = list(plan.hosts)
@@ -243,6 +273,8 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
         for name in lab.friends:
             lab.enroll(name)
         lab.wait_for({name: "online" for name in lab.friends}, timeout=options.wait_s)
+        if use_netns and options.overlay:
+            lab.wait_for_overlay(timeout=options.wait_s)
     except BaseException:
         down(lab_dir)
         raise
@@ -266,6 +298,10 @@ def down(lab_dir: Path = DEFAULT_DIR) -> list[str]:
             removed.append(f"process {role} ({pid})")
         if st.mode == "netns":
             removed += [f"namespace {ns}" for ns in netns.teardown(st.prefix)]
+            # wireguard-go's sockets live outside the namespaces
+            for sock in Path("/var/run/wireguard").glob(f"{st.prefix}*.sock"):
+                sock.unlink(missing_ok=True)
+                removed.append(f"socket {sock}")
     if lab_dir.exists():
         shutil.rmtree(lab_dir, ignore_errors=True)
         removed.append(f"directory {lab_dir}")

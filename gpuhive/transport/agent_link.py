@@ -52,6 +52,7 @@ class AgentLink:
     def __init__(self, target: LinkTarget, node_key: asyncssh.SSHKey, embedded_port: int,
                  settings: Settings, *, heartbeat: Callable[[], Awaitable[dict[str, Any]]],
                  on_status: Callable[[LinkStatus], None] = lambda s: None,
+                 on_welcome: Callable[[messages.Message], Awaitable[None]] | None = None,
                  rng: random.Random | None = None) -> None:
         self.target = target
         self.node_key = node_key
@@ -59,9 +60,11 @@ class AgentLink:
         self.settings = settings
         self.heartbeat = heartbeat
         self.on_status = on_status
+        self.on_welcome = on_welcome
         self.rng = rng or random.Random()
         self.status = LinkStatus(since=time.time())
         self.started_at = time.time()
+        self._welcome_task: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         """Keep the link up until cancelled."""
@@ -111,6 +114,9 @@ class AgentLink:
                 interval = float(welcome["heartbeat_interval"])
                 self.status = LinkStatus(True, time.time(), self.status.attempts, "", 0, interval)
                 self.on_status(self.status)
+                if self.on_welcome is not None:
+                    # e.g. the overlay spoke: slow and fallible, must not hold up heartbeats
+                    self._welcome_task = asyncio.ensure_future(self.on_welcome(welcome))
                 await self._beat(writer, inbox, interval, reader_task)
             finally:
                 reader_task.cancel()

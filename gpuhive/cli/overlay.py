@@ -1,0 +1,64 @@
+"""`gpuhive overlay status|check`: the WireGuard overlay between the friends."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from gpuhive.cli import common
+from gpuhive.cli.render import age, out, print_json
+
+app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training traffic.")
+
+
+@app.command()
+def status(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """Each peer of the hub: overlay IP, endpoint, last handshake, bytes, its spoke's state."""
+    st = common.admin("overlay.status")
+    if json_out:
+        print_json(st)
+        return
+    if not st["up"]:
+        out.print(f"the overlay is not running ({st.get('hint', '')})")
+        raise typer.Exit(1)
+    out.print(f"hub {st['iface']} {st['hub_ip']} udp/{st['port']} ({st['kind']})")
+    from rich.table import Table
+    table = Table(box=None, pad_edge=False)
+    for col in ("NODE", "OVERLAY IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "SPOKE"):
+        table.add_column(col)
+    now = time.time()
+    for p in st["peers"]:
+        spoke = p.get("spoke") or {}
+        state = "up" if spoke.get("up") else (spoke.get("error") or "not reported")
+        hs = age(p["latest_handshake"], now) if p["latest_handshake"] else "never"
+        table.add_row(p["node"], p["overlay_ip"] or "-", p["endpoint"] or "-", hs,
+                      _bytes(p["rx_bytes"]), _bytes(p["tx_bytes"]), state)
+    out.print(table)
+    out.print("paths between spokes go through the hub")
+
+
+@app.command()
+def check(
+    nodes: str = typer.Argument("all", help="node names, comma-separated, or all"),
+    megabytes: int = typer.Option(50, help="size of the TCP transfer per pair"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Pairwise reachability (ping and a TCP transfer) as a matrix; failing pairs explained."""
+    with out.status("checking every pair…"):
+        r = common.admin("overlay.check", {"target": nodes, "nbytes": megabytes * 1_000_000},
+                         timeout=None)
+    if json_out:
+        print_json(r)
+    else:
+        out.print(r["text"])
+    raise typer.Exit(0 if r["ok"] else 1)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f}{unit}"
+        n = n / 1000  # type: ignore[assignment]
+    return f"{n:.0f}TB"
