@@ -26,9 +26,11 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "train"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("lab") / "hive"
-    # the netns lab needs the WireGuard overlay for rank-to-rank traffic; without it the
-    # friends run as local processes, where ranks reach each other on loopback
-    lab = hive.up(LabOptions(friends=3, heartbeat_interval=0.5, loopback=True), lab_dir)
+    # As root: three NAT'd friends whose ranks reach each other only over the WireGuard
+    # overlay (wireguard-go). Otherwise local processes, ranks on loopback.
+    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
+    lab = hive.up(LabOptions(friends=3, heartbeat_interval=0.5, overlay=True,
+                             loopback=loopback), lab_dir)
     try:
         yield lab
     finally:
@@ -186,3 +188,38 @@ def test_kubeflow_manifest(workdir: Path) -> None:
     assert m["spec"]["elasticPolicy"] == {"rdzvBackend": "c10d", "minReplicas": 2,
                                           "maxReplicas": 4, "maxRestarts": 3}
     assert m["spec"]["nprocPerNode"] == "2"
+
+
+def test_overlay_status_and_check(lab: Lab) -> None:
+    if lab.state.mode != "netns":
+        pytest.skip("the overlay needs the network-namespace lab (root)")
+    st = json.loads(lab.cli("overlay", "status", "--json", check=True).stdout)
+    assert st["up"] and len(st["peers"]) == 3
+    for p in st["peers"]:
+        assert p["latest_handshake"] and p["spoke"]["up"]
+        # the hub sees each spoke behind its router's public address (NAT)
+        assert p["endpoint"].split(":")[0] == lab.host(p["node"]).public_address
+    check = lab.cli("overlay", "check", "--megabytes", "5", "--json", timeout=180)
+    assert check.returncode == 0, check.stdout + check.stderr
+    cells = json.loads(check.stdout)["cells"]
+    assert len(cells) == 6 and all(c["ok"] for c in cells)
+
+
+def test_removed_node_loses_the_overlay(lab: Lab) -> None:
+    """Last in this module: it removes a node for good."""
+    if lab.state.mode != "netns":
+        pytest.skip("the overlay needs the network-namespace lab (root)")
+    hub_ip = json.loads(lab.cli("overlay", "status", "--json", check=True).stdout)["hub_ip"]
+    assert lab.run_on("friend3", ["ping", "-c", "1", "-W", "2", hub_ip],
+                      check=False).returncode == 0
+    assert lab.cli("nodes", "rm", "friend3").returncode == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        peers = json.loads(lab.cli("overlay", "status", "--json", check=True).stdout)["peers"]
+        if len(peers) == 2:
+            break
+        time.sleep(0.3)
+    assert sorted(p["node"] for p in peers) == ["friend1", "friend2"]
+    # its packets are dropped now: the hub no longer knows its key
+    assert lab.run_on("friend3", ["ping", "-c", "2", "-W", "2", hub_ip],
+                      check=False).returncode != 0
