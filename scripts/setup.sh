@@ -31,8 +31,11 @@ fi
 stamp=.venv/.gpuhive-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   log=$(mktemp)
+  # torch is pinned to the CPU build that lies on these machines' disk (a newer or unpinned
+  # torch would pull several GB); the lab's nodes train with it
   if ! { .venv/bin/python -m pip install -q --upgrade pip &&
-         .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+         .venv/bin/python -m pip install -q -e '.[dev]' &&
+         .venv/bin/python -m pip install -q "torch==${GPUHIVE_TORCH:-2.13.0}" numpy; } >"$log" 2>&1; then
     cat "$log"; rm -f "$log"
     echo "setup: pip install failed (output above)" >&2
     exit 1
