@@ -9,7 +9,7 @@ import sys
 import typer
 
 from gpuhive import __version__
-from gpuhive.cli import agent, controller, invite, lab, nodes, overlay, train
+from gpuhive.cli import agent, controller, invite, lab, nodes, overlay, serve, train
 from gpuhive.cli.render import err
 from gpuhive.errors import GpuhiveError
 
@@ -32,6 +32,8 @@ app.command(context_settings={"allow_extra_args": True,
                               "ignore_unknown_options": True})(train.train)
 app.add_typer(train.jobs_app, name="jobs")
 app.add_typer(overlay.app, name="overlay")
+app.add_typer(serve.serve_app, name="serve")
+app.add_typer(serve.keys_app, name="keys")
 
 
 @app.command()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.overlay_ops import OverlayOps
 from gpuhive.controller.service import HiveService
+from gpuhive.controller.serving import ServeManager
 from gpuhive.errors import GpuhiveError
+from gpuhive.serve.apikeys import ApiKeyStore
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1024 * 1024
@@ -29,13 +32,27 @@ MAX_REQUEST = 1024 * 1024
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
-             overlay: OverlayOps) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
+def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor, overlay: OverlayOps,
+             serving: ServeManager,
+             keys: ApiKeyStore) -> dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]]:
     async def exec_(p: dict[str, Any], emit: Emit) -> Any:
         def sink(node: str, stream: str, line: str) -> None:
             emit({"event": "line", "node": node, "stream": stream, "line": line})
         return await svc.nodes_exec(str(p["target"]), [str(a) for a in p["argv"]], sink,
                                     fresh=bool(p.get("fresh")))
+
+    async def serve_start(model: str, replicas: int = 1, ctx: int | None = None,
+                          wait: bool = True) -> Any:
+        started = await serving.start(model, replicas, ctx)
+        if wait:
+            started["replicas"] = await serving.wait_ready(started["model"])
+        return started
+
+    def keys_create(name: str, models: list[str] | None = None, rpm: int | None = None,
+                    tokens_per_day: int | None = None) -> Any:
+        token, key = keys.create(name, now=time.time(), models=tuple(models or ("*",)),
+                                 rpm=rpm, tokens_per_day=tokens_per_day)
+        return {**key.to_dict(), "token": token}
 
     async def logs(p: dict[str, Any], emit: Emit) -> Any:
         return await jobs.logs(str(p["job"]), bool(p.get("follow")), emit)
@@ -72,6 +89,12 @@ def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
         "jobs.logs": logs,
         "overlay.status": asyn(overlay.status),
         "overlay.check": asyn(overlay.check),
+        "serve.start": asyn(serve_start),
+        "serve.list": sync(serving.list_replicas),
+        "serve.stop": asyn(serving.stop),
+        "keys.create": sync(keys_create),
+        "keys.list": sync(lambda: [k.to_dict() for k in keys.list(include_revoked=True)]),
+        "keys.revoke": sync(lambda key: keys.revoke(key, now=time.time()).to_dict()),
     }
 
 
@@ -96,8 +119,9 @@ async def _unless_hung_up(work: Awaitable[Any], reader: asyncio.StreamReader) ->
 
 
 async def start_admin_server(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
-                             overlay: OverlayOps, path: Path) -> asyncio.AbstractServer:
-    methods = _methods(svc, ops, jobs, overlay)
+                             overlay: OverlayOps, serving: ServeManager, keys: ApiKeyStore,
+                             path: Path) -> asyncio.AbstractServer:
+    methods = _methods(svc, ops, jobs, overlay, serving, keys)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def emit(obj: dict[str, Any]) -> None:

@@ -22,12 +22,16 @@ from gpuhive.controller.overlay_hub import OverlayHub
 from gpuhive.controller.overlay_ops import OverlayOps
 from gpuhive.controller.registry import Registry
 from gpuhive.controller.service import HiveService
+from gpuhive.controller.serving import ServeManager
 from gpuhive.controller.tracker import Tracker
 from gpuhive.controller.web.app import create_app
 from gpuhive.controller.web.metrics import HiveCollector, Metrics
 from gpuhive.controller.web.server import HttpServer, start_http
 from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
+from gpuhive.serve.apikeys import ApiKeyStore
+from gpuhive.serve.gateway import Gateway
+from gpuhive.serve.gateway import create_app as create_gateway_app
 from gpuhive.transport import keys
 from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
 from gpuhive.transport.node_conn import NodeConnections
@@ -53,6 +57,12 @@ class Controller:
         self.tracker = Tracker(self.registry, self.hive, settings)
         self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
         self.service.jobs = self.jobs
+        self.serving = ServeManager(self.registry, self.nodes, self.ops, settings, home.root,
+                                    clock)
+        self.apikeys = ApiKeyStore(home.root / "apikeys.db")
+        self.gateway = Gateway(self.serving, keys=self.apikeys)
+        self.serving.gateway = self.gateway
+        self.service.serving = self.serving
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
@@ -81,8 +91,9 @@ class Controller:
                                  hint=exc.hint or "run the controller as root (or with "
                                  "CAP_NET_ADMIN), or start it without --overlay") from exc
             self.hive.hub = self.service.hub = self.overlay.hub = hub
-        self._servers.append(await start_admin_server(self.service, self.ops, self.jobs,
-                                                      self.overlay, self.home.admin_socket))
+        self._servers.append(await start_admin_server(
+            self.service, self.ops, self.jobs, self.overlay, self.serving, self.apikeys,
+            self.home.admin_socket))
         self.metrics.register(HiveCollector(self.registry, self.hive, self.clock))
         self.http = await start_http(self.app(), self.settings.http_host,
                                      self.settings.http_port)
@@ -116,12 +127,16 @@ class Controller:
                 self.registry.set_status(node_id, new, "" if ok else "ssh session failed", now)
 
     def app(self) -> FastAPI:
-        return create_app(self.service, self.metrics, admin_token=self.settings.admin_token)
+        return create_app(self.service, self.metrics, admin_token=self.settings.admin_token,
+                          base=create_gateway_app(self.gateway))
 
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.stop()
         await self.jobs.stop()
+        await self.serving.stop_all()
+        with contextlib.suppress(Exception):
+            await self.gateway.aclose()
         if self.overlay.hub is not None:
             with contextlib.suppress(GpuhiveError):
                 await self.overlay.hub.stop()

@@ -42,6 +42,7 @@ class HiveService:
         self.http_address = ""  # set by the daemon once the HTTP server listens
         self.jobs: Any = None  # the daemon's JobSupervisor
         self.hub: Any = None  # the OverlayHub when the overlay runs
+        self.serving: Any = None  # the ServeManager
 
     # ---- status -----------------------------------------------------------------------
 
@@ -67,8 +68,9 @@ class HiveService:
 
     def overview(self) -> dict[str, Any]:
         jobs = self.jobs.list_jobs()[:20] if self.jobs is not None else []
+        replicas = self.serving.list_replicas() if self.serving is not None else []
         return {"status": self.status(), "nodes": self.nodes_list(),
-                "events": self.recent_events(30), "jobs": jobs, "replicas": []}
+                "events": self.recent_events(30), "jobs": jobs, "replicas": replicas}
 
     # ---- invites ----------------------------------------------------------------------
 
@@ -122,6 +124,8 @@ class HiveService:
         await self.nodes.close(node.id)
         if self.hub is not None:
             await self.hub.sync()  # its WireGuard peer goes too: its packets are dropped
+        if self.serving is not None:
+            await self.serving.node_gone(node.name)
         return {**removed.to_dict(), "closed_links": closed}
 
     async def nodes_exec(self, target: str, argv: list[str], sink: LineSink, *,

@@ -21,8 +21,9 @@ PUBLIC_PREFIXES = ("/health", "/v1/")  # the gateway has its own API keys
 
 
 def create_app(service: HiveService, metrics: Metrics, *, admin_token: str = "",
-               extra_status: Any = None) -> FastAPI:
-    app = FastAPI(title="gpuhive controller", docs_url=None, redoc_url=None)
+               extra_status: Any = None, base: FastAPI | None = None) -> FastAPI:
+    """``base``: the OpenAI gateway's app; the dashboard and metrics join its routes."""
+    app = base or FastAPI(title="gpuhive controller", docs_url=None, redoc_url=None)
     page = resources.files("gpuhive").joinpath("templates/dashboard.html").read_text()
 
     if admin_token:
@@ -43,9 +44,10 @@ def create_app(service: HiveService, metrics: Metrics, *, admin_token: str = "",
                                     samesite="strict")
             return response
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    if base is None:  # the gateway has its own /health
+        @app.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
 
     @app.get("/", response_class=HTMLResponse)
     async def dashboard() -> str:

@@ -1,0 +1,248 @@
+"""`gpuhive serve`: replicas of a model on the nodes that fit, behind the gateway.
+
+For each replica the controller pushes the GGUF to the node over SFTP (resumable,
+sha256-checked, renamed into place only when whole), then runs
+``python -m gpuhive.serve.node_worker`` over its SSH session. The worker prints a JSON
+status line per change; when it says ready on port P the controller opens a local port
+forward to the node's 127.0.0.1:P and the replica joins the gateway's ``ReplicaSource``.
+Closing that session (serve stop, node removal, pause) stops the engine with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from gpuhive.config import Settings
+from gpuhive.controller.node_ops import NodeOps
+from gpuhive.controller.registry import Registry
+from gpuhive.core import nodeview
+from gpuhive.core import reliability as rel
+from gpuhive.core.model import NodeRecord
+from gpuhive.errors import GpuhiveError, NodeUnreachable
+from gpuhive.serve.api import ModelProfile, Replica
+from gpuhive.serve.catalog import load_catalog, resolve
+from gpuhive.serve.fetch import materialize
+from gpuhive.serve.gguf_fit import estimate_for, read_gguf_info
+from gpuhive.serve.profiles import model_profile
+from gpuhive.serve.transfer import exec_hasher, push_model
+from gpuhive.transport.node_conn import NodeConnections
+
+log = logging.getLogger(__name__)
+PY = '"${GPUHIVE_PYTHON:-python3}"'
+
+
+class ServeError(GpuhiveError):
+    code = "serve"
+
+
+@dataclass
+class ReplicaRun:
+    replica_id: str
+    model: str
+    node: str
+    state: str = "pushing"
+    port: int = 0
+    base_url: str = ""
+    error: str = ""
+    restarts: int = 0
+    task: asyncio.Task[None] | None = None
+    listener: asyncssh.SSHListener | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {"id": self.replica_id, "model": self.model, "node": self.node,
+                "state": self.state, "port": self.port, "error": self.error,
+                "restarts": self.restarts}
+
+
+@dataclass
+class Deployment:
+    model: str
+    profile: ModelProfile
+    sha256: str
+    path: Path
+    need_mib: int
+    replicas: dict[str, ReplicaRun] = field(default_factory=dict)
+
+
+class ServeManager:
+    """The gateway's ``ReplicaSource``: ready replicas of every served model."""
+
+    def __init__(self, registry: Registry, nodes: NodeConnections, ops: NodeOps,
+                 settings: Settings, home: Path, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.nodes = nodes
+        self.ops = ops
+        self.settings = settings
+        self.home = home
+        self.clock = clock
+        self.deployments: dict[str, Deployment] = {}
+        self.gateway: Any = None  # set by the daemon, for in-flight counts
+
+    # ---- ReplicaSource ----------------------------------------------------------------
+
+    def replicas(self) -> list[Replica]:
+        out = []
+        for dep in self.deployments.values():
+            for r in dep.replicas.values():
+                if r.state == "ready" and r.base_url:
+                    out.append(Replica(r.replica_id, r.model, r.node, r.base_url,
+                                       self._reliability(r.node)))
+        return out
+
+    def profile(self, model: str) -> ModelProfile | None:
+        dep = self.deployments.get(model)
+        return dep.profile if dep else None
+
+    def _reliability(self, node: str) -> float:
+        with contextlib.suppress(GpuhiveError):
+            return rel.score_at(nodeview.reliability_of(self.registry.get_node(node)),
+                                self.clock())
+        return 0.0
+
+    # ---- owner operations -------------------------------------------------------------
+
+    async def start(self, model: str, replicas: int = 1, ctx: int | None = None) -> dict[str, Any]:
+        catalog = load_catalog(user=self.home / "models.yaml"
+                               if (self.home / "models.yaml").exists() else None)
+        ref = resolve(catalog, model)
+        if ctx:
+            from dataclasses import replace
+            ref = replace(ref, ctx=ctx)
+        local = await materialize(ref, self.home / "models")
+        info = read_gguf_info(local.path)
+        need = estimate_for(info, ref.ctx).need_mib()
+        name = ref.name
+        if name in self.deployments:
+            raise ServeError(f"{name} is already served", hint=f"`gpuhive serve stop {name}` "
+                             "first, or `gpuhive serve ls`", model=name)
+        ranking = self.ops.rank(gpus=1, min_vram_mib=need, purpose="serve")
+        if len(ranking["ranked"]) < replicas:  # no GPU fits: CPU nodes with enough RAM
+            ranking = self.ops.rank(gpus=0, min_vram_mib=need, purpose="serve")
+        chosen = [r["name"] for r in ranking["ranked"][:replicas]]
+        if not chosen:
+            reasons = "; ".join(f"{e['name']}: {e['reasons'][0]['message']}"
+                                for e in ranking["excluded"][:5])
+            raise ServeError(f"no node can hold {name} (needs about {need} MiB)"
+                             + (f": {reasons}" if reasons else ""),
+                             hint="see `gpuhive nodes rank --for serve`", model=name)
+        dep = Deployment(name, model_profile(ref, info), local.sha256, local.path, need)
+        self.deployments[name] = dep
+        for i, node in enumerate(chosen):
+            run = ReplicaRun(f"{name}@{node}#{i}", name, node)
+            dep.replicas[run.replica_id] = run
+            run.task = asyncio.ensure_future(self._run_replica(dep, run))
+        return {"model": name, "need_mib": need, "nodes": chosen,
+                "replicas": [r.view() for r in dep.replicas.values()]}
+
+    async def wait_ready(self, model: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+        dep = self.deployments.get(model)
+        if dep is None:
+            raise ServeError(f"{model} is not served", hint="see `gpuhive serve ls`")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            states = {r.state for r in dep.replicas.values()}
+            if states <= {"ready", "failed"} and states:
+                break
+            await asyncio.sleep(0.2)
+        return [r.view() for r in dep.replicas.values()]
+
+    def list_replicas(self) -> list[dict[str, Any]]:
+        inflight = {}
+        if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                inflight = {rid: h.in_flight for rid, h in self.gateway.health.items()}
+        return [{**r.view(), "in_flight": inflight.get(r.replica_id, 0)}
+                for dep in self.deployments.values() for r in dep.replicas.values()]
+
+    async def stop(self, model: str) -> dict[str, Any]:
+        dep = self.deployments.pop(model, None)
+        if dep is None:
+            raise ServeError(f"{model} is not served", hint="see `gpuhive serve ls`")
+        for r in dep.replicas.values():
+            if r.task is not None:
+                r.task.cancel()
+        await asyncio.gather(*(r.task for r in dep.replicas.values() if r.task),
+                             return_exceptions=True)
+        return {"model": model, "stopped": len(dep.replicas)}
+
+    async def stop_all(self) -> None:
+        for model in list(self.deployments):
+            with contextlib.suppress(GpuhiveError):
+                await self.stop(model)
+
+    async def node_gone(self, node: str) -> None:
+        """A removed or paused node: its replicas stop and leave the gateway."""
+        for dep in self.deployments.values():
+            for r in dep.replicas.values():
+                if r.node == node and r.task is not None:
+                    r.task.cancel()
+
+    # ---- one replica ------------------------------------------------------------------
+
+    async def _run_replica(self, dep: Deployment, run: ReplicaRun) -> None:
+        try:
+            node = self.registry.get_node(run.node)
+            conn = await self.nodes.get(node)
+            home = (await conn.run('printf %s "${GPUHIVE_HOME:-$HOME/.gpuhive}"',
+                                   check=True)).stdout
+            remote = f"{str(home).strip()}/models/{dep.sha256}.gguf"
+            await conn.run(f"mkdir -p {shlex.quote(str(Path(remote).parent))}", check=True)
+            async with conn.start_sftp_client() as sftp:
+                pushed = await push_model(sftp, dep.path, remote, dep.sha256,
+                                          remote_hasher=exec_hasher(conn))
+            log.info("%s: model on %s (%d bytes sent)", run.replica_id, run.node, pushed.sent)
+            run.state = "starting"
+            await self._supervise(node, conn, dep, run, remote)
+        except asyncio.CancelledError:
+            run.state = "stopped"
+            raise
+        except (GpuhiveError, OSError, asyncssh.Error) as exc:
+            run.state, run.error = "failed", getattr(exc, "message", None) or str(exc)
+            log.warning("%s failed: %s", run.replica_id, run.error)
+        finally:
+            if run.listener is not None:
+                run.listener.close()
+                run.listener = None
+            run.base_url = ""
+
+    async def _supervise(self, node: NodeRecord, conn: asyncssh.SSHClientConnection,
+                         dep: Deployment, run: ReplicaRun, remote: str) -> None:
+        argv = ["--model", remote, "--sha256", dep.sha256, "--alias", dep.model,
+                "--ctx", str(dep.profile.ctx)]
+        command = f"exec {PY} -m gpuhive.serve.node_worker " + " ".join(
+            shlex.quote(a) for a in argv)
+        async with conn.create_process(command, stdin=asyncssh.PIPE) as proc:
+            async for line in proc.stdout:
+                try:
+                    status = json.loads(line)
+                except ValueError:
+                    continue
+                run.restarts = int(status.get("restarts") or 0)
+                run.error = str(status.get("error") or "")
+                state = str(status.get("state"))
+                if state == "ready" and status.get("port"):
+                    if run.port != status["port"] or run.listener is None:
+                        if run.listener is not None:
+                            run.listener.close()
+                        run.port = int(status["port"])
+                        run.listener = await conn.forward_local_port(
+                            "127.0.0.1", 0, "127.0.0.1", run.port)
+                        run.base_url = f"http://127.0.0.1:{run.listener.get_port()}"
+                elif state != "ready":
+                    run.base_url = ""
+                run.state = state
+            await proc.wait()
+        if run.state != "stopped":
+            raise NodeUnreachable(f"replica {run.replica_id} ended: {run.error or 'worker exited'}",
+                                  node=node.name)
