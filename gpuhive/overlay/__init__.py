@@ -1,1 +1,9 @@
+"""WireGuard overlay: one private network across friends behind NAT (docs/networking.md).
 
+Pure (no I/O, no clock): ``keys`` (X25519, WireGuard base64), ``addressing`` (allocation),
+``config`` (records, wg-quick text, argv), ``parse`` (``wg show dump``), ``sync`` (live diffs),
+``direct`` (which pairs may go direct), ``paths`` (keep / fall back / retry), ``check``
+(reachability matrix). I/O: ``driver`` (ip / wg / wireguard-go, optionally in a netns),
+``spoke`` (the direct-path loop), ``check_io`` (ping + TCP bulk), ``bulk`` and ``gloo_probe``
+(run on nodes), ``labnet`` (the overlay on the namespace lab, for tests and bench).
+"""
