@@ -27,6 +27,7 @@ from gpuhive.controller.tracker import Tracker
 from gpuhive.controller.web.app import create_app
 from gpuhive.controller.web.metrics import HiveCollector, Metrics
 from gpuhive.controller.web.server import HttpServer, start_http
+from gpuhive.controller.web.work_metrics import GatewayCollector, JobsCollector
 from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.serve.apikeys import ApiKeyStore
@@ -95,6 +96,9 @@ class Controller:
             self.service, self.ops, self.jobs, self.overlay, self.serving, self.apikeys,
             self.home.admin_socket))
         self.metrics.register(HiveCollector(self.registry, self.hive, self.clock))
+        self.metrics.register(JobsCollector(self.jobs.store, self.clock))
+        self.metrics.register(GatewayCollector(self.gateway.metrics,
+                                               lambda: set(self.serving.deployments)))
         self.http = await start_http(self.app(), self.settings.http_host,
                                      self.settings.http_port)
         self.service.http_address = self.http.address

@@ -28,12 +28,14 @@ def test_metrics_api_and_dashboard(tmp_path: Path) -> None:
                 assert 'gpuhive_nodes{status="online"} 1.0' in text
                 assert 'gpuhive_node_cpu_cores{node="alice"}' in text
                 assert "gpuhive_heartbeats_received_total" in text
+                assert 'gpuhive_jobs{state="running"} 0.0' in text
+                assert "gpuhive_gateway_in_flight 0.0" in text
                 overview = (await http.get("/api/overview")).json()
                 assert [n["name"] for n in overview["nodes"]] == ["alice"]
                 assert any(e["event"] == "registered" for e in overview["events"])
                 page = (await http.get("/")).text
                 assert "api/overview" in page and "<table" in page
-                assert (await http.get("/health")).json() == {"status": "ok"}
+                assert (await http.get("/health")).json()["status"] == "ok"
     run(go())
 
 
