@@ -6,6 +6,7 @@ How a command reaches a node is a ``Runner``: ``NetnsRunner`` runs it in a lab n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -41,6 +42,9 @@ class Runner(Protocol):
 class NetnsRunner:
     """Commands in the target's network namespace (``host``), or here when it is None."""
 
+    def __init__(self) -> None:
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
     def run(self, target: Target, argv: list[str], timeout_s: float) -> tuple[int, str]:
         try:
             p = subprocess.run(exec_argv(target.host, argv), stdout=subprocess.PIPE,
@@ -53,12 +57,18 @@ class NetnsRunner:
         return p.returncode, p.stdout
 
     def start(self, target: Target, argv: list[str]) -> int:
-        return subprocess.Popen(exec_argv(target.host, argv), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(exec_argv(target.host, argv), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True).pid
+                                start_new_session=True)
+        self._procs[proc.pid] = proc
+        return proc.pid
 
     def stop(self, handle: int) -> None:
         _pids.terminate([handle], 2.0, group=True)
+        proc = self._procs.pop(handle, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2.0)
 
 
 def ping(runner: Runner, src: Target, dst: Target) -> tuple[int, int, float | None, str]:
