@@ -116,6 +116,8 @@ class Controller:
             try:
                 now = self.clock()
                 self.tracker.tick(now)
+                if self.serving.deployments:
+                    await self.serving.respect_owners()
                 if now - last_ssh_poll >= self.settings.heartbeat_interval:
                     last_ssh_poll = now
                     self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))

@@ -181,6 +181,21 @@ class ServeManager:
             with contextlib.suppress(GpuhiveError):
                 await self.stop(model)
 
+    async def respect_owners(self) -> list[str]:
+        """Stop replicas on nodes whose owner paused them (or that went offline)."""
+        nodes = {n.name: n for n in self.registry.list_nodes()}
+        stopped = []
+        for dep in self.deployments.values():
+            for r in dep.replicas.values():
+                node = nodes.get(r.node)
+                if r.task is None or r.task.done():
+                    continue
+                if node is None or node.agent_state in ("paused", "draining"):
+                    r.task.cancel()
+                    r.error = "the node's owner paused it" if node else "node removed"
+                    stopped.append(r.replica_id)
+        return stopped
+
     async def node_gone(self, node: str) -> None:
         """A removed or paused node: its replicas stop and leave the gateway."""
         for dep in self.deployments.values():

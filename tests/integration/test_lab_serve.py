@@ -58,6 +58,17 @@ def test_two_replicas_failover_and_clean_stop(lab: Lab) -> None:
     streamed = _client(lab, key, "stream", *kill)
     assert streamed["text"] == reference
     lab.wait_for({"friend2": "offline"}, timeout=20)
+    # the owner of friend1 pauses sharing: its replica stops and leaves the gateway
+    assert lab.cli("agent", "pause", host="friend1").returncode == 0
+    deadline = time.monotonic() + 20
+    rows = []
+    while time.monotonic() < deadline:
+        rows = json.loads(lab.cli("serve", "ls", "--json", check=True).stdout)
+        if all(r["state"] != "ready" for r in rows if r["node"] == "friend1"):
+            break
+        time.sleep(0.3)
+    assert [r["state"] for r in rows if r["node"] == "friend1"] == ["stopped"], rows
+    assert lab.cli("agent", "resume", host="friend1").returncode == 0
     assert lab.cli("serve", "stop", "tiny-test", check=True).returncode == 0
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (procs.pids_running("gpuhive.serve.node_worker")
