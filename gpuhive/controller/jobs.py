@@ -198,9 +198,10 @@ class JobSupervisor:
             if free_mib < 1024:
                 raise PlacementError(f"node {node.name} has only {free_mib} MiB free for code "
                                      "and environment", hint="free some disk on that node")
-        await asyncio.gather(*(disk(n) for n in nodes))
+        checks = [disk(n) for n in nodes]
         if len(nodes) > 1:
-            await self._check_reach(nodes, placements, port)
+            checks.append(self._check_reach(nodes, placements, port))
+        await asyncio.gather(*checks)
         self._event(job, "preflight", "versions agree, disk ok, rendezvous reachable")
 
     async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
@@ -208,7 +209,6 @@ class JobSupervisor:
         host, addr = nodes[0], placements[0].address
         listen = asyncio.ensure_future(self._capture(host, launch.listen_command(addr, port)))
         try:
-            await asyncio.sleep(0.5)
             results = await asyncio.gather(
                 *(self._capture(n, launch.connect_command(addr, port)) for n in nodes[1:]),
                 return_exceptions=True)

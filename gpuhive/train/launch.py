@@ -138,10 +138,23 @@ def listen_command(address: str, port: int, seconds: int = 20) -> str:
     return f"exec {NODE_PY} -c {shlex.quote(code)}"
 
 
-def connect_command(address: str, port: int) -> str:
-    """Preflight: reach the rendezvous port from another node (exit 0 = reachable)."""
-    code = (f"import socket;c=socket.create_connection(({address!r},{port}),5);"
-            "c.close()")
+def connect_command(address: str, port: int, patience_s: float = 8.0) -> str:
+    """Preflight: reach the rendezvous port from another node (exit 0 = reachable).
+
+    Retries while the host's listener starts, instead of a fixed wait before trying.
+    """
+    code = "\n".join([
+        "import socket, sys, time",
+        f"end = time.time() + {patience_s}",
+        "while True:",
+        "    try:",
+        f"        socket.create_connection(({address!r}, {port}), 2).close()",
+        "        sys.exit(0)",
+        "    except OSError:",
+        "        if time.time() > end:",
+        "            raise",
+        "        time.sleep(0.05)",
+    ])
     return f"exec {NODE_PY} -c {shlex.quote(code)}"
 
 
