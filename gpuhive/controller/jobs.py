@@ -24,7 +24,7 @@ from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import NodeRecord
-from gpuhive.errors import GpuhiveError, NodeUnreachable
+from gpuhive.errors import GpuhiveError
 from gpuhive.train import launch, sync
 from gpuhive.train.placement import (
     Candidate,
@@ -180,20 +180,10 @@ class JobSupervisor:
                                  node.software.get("torch"), node.software.get("nccl")))
         return out
 
-    async def _capture(self, node: NodeRecord, command: str, stdin: bytes | None = None,
-                       progress: Callable[[int], None] | None = None) -> str:
-        lines: list[str] = []
-        res = await self.nodes.run(node, [command], lambda _n, _s, line: lines.append(line),
-                                   stdin=stdin, progress=progress)
-        if res.exit_status != 0:
-            raise NodeUnreachable(f"on node {node.name}: {' '.join(lines[-3:]) or res.error}",
-                                  node=node.name)
-        return "\n".join(lines)
-
     async def _preflight(self, job: JobRecord, nodes: list[NodeRecord],
                          placements: list[launch.Placement], port: int) -> None:
         async def disk(node: NodeRecord) -> None:
-            fields = (await self._capture(node, launch.disk_free_command())).split()
+            fields = (await self.nodes.output(node, launch.disk_free_command())).split()
             free_mib = int(fields[3]) // 1024 if len(fields) > 3 and fields[3].isdigit() else 0
             if free_mib < 1024:
                 raise PlacementError(f"node {node.name} has only {free_mib} MiB free for code "
@@ -207,10 +197,10 @@ class JobSupervisor:
     async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
                            port: int) -> None:
         host, addr = nodes[0], placements[0].address
-        listen = asyncio.ensure_future(self._capture(host, launch.listen_command(addr, port)))
+        listen = asyncio.ensure_future(self.nodes.output(host, launch.listen_command(addr, port)))
         try:
             results = await asyncio.gather(
-                *(self._capture(n, launch.connect_command(addr, port)) for n in nodes[1:]),
+                *(self.nodes.output(n, launch.connect_command(addr, port)) for n in nodes[1:]),
                 return_exceptions=True)
             for n, r in zip(nodes[1:], results, strict=True):
                 if isinstance(r, BaseException):
@@ -229,22 +219,20 @@ class JobSupervisor:
         sha = hashlib.sha256(bundle.data).hexdigest()
 
         async def one(node: NodeRecord) -> int:
-            state = await self._capture(node, launch.code_check_command(bundle.digest))
+            state = await self.nodes.output(node, launch.code_check_command(bundle.digest))
             if state.strip() == "have":
                 return 0
 
             def progress(sent: int) -> None:
                 self._publish(job, {"event": "progress", "node": node.name, "sent": sent,
                                     "total": len(bundle.data)})
-            await self._capture(node, launch.code_receive_command(bundle.digest, sha),
+            await self.nodes.output(node, launch.code_receive_command(bundle.digest, sha),
                                 stdin=bundle.data, progress=progress)
             return len(bundle.data)
 
         sent = await asyncio.gather(*(one(n) for n in nodes))
         self._event(job, "synced", f"code {bundle.short}: {sum(sent)} bytes sent to "
                     f"{sum(1 for s in sent if s)} of {len(nodes)} node(s)")
-        job_sent = {n.name: s for n, s in zip(nodes, sent, strict=True)}
-        job.spec["_sync"] = {"digest": bundle.digest, "bytes": job_sent}
         if not spec.requirements:
             return None
         req_path = Path(spec.workdir) / spec.requirements
@@ -254,7 +242,7 @@ class JobSupervisor:
             raise PlacementError(f"cannot read requirements {req_path}: {exc.strerror}") \
                 from exc
         digest = sync.requirements_digest(text)[:16]
-        states = await asyncio.gather(*(self._capture(n, launch.env_command(digest, text),
+        states = await asyncio.gather(*(self.nodes.output(n, launch.env_command(digest, text),
                                                       stdin=text.encode()) for n in nodes))
         self._event(job, "environment", f"venv {digest}: " + ", ".join(
             f"{n.name} {s.strip().splitlines()[-1] if s.strip() else '?'}"
@@ -314,7 +302,7 @@ class JobSupervisor:
     async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
         async def one(node: NodeRecord) -> str:
             try:
-                text = await self._capture(node, launch.sweep_command(job.id))
+                text = await self.nodes.output(node, launch.sweep_command(job.id))
             except GpuhiveError as exc:
                 return f"{node.name}: not checked ({exc.message})"
             return f"{node.name}: {text.strip()}"

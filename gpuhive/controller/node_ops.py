@@ -18,13 +18,11 @@ from gpuhive.core import linkplan, nodeview, remote_probe
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord
 from gpuhive.core.ranking import Purpose, Request, rank_nodes
+from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.data import load_driver_blacklist, load_gpu_throughput
-from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
+from gpuhive.errors import ConfigError, GpuhiveError
 from gpuhive.transport import node_conn
 from gpuhive.transport.node_conn import NodeConnections
-
-# the agent exports GPUHIVE_PYTHON; plain sshd hosts fall back to python3
-AGENT_PY = '"${GPUHIVE_PYTHON:-python3}"'
 
 
 class NodeOps:
@@ -61,39 +59,17 @@ class NodeOps:
         self.registry.set_facts(node.id, tasks=nodeview.tasks_to_dict(tasks),
                                 reliability=r.to_dict())
 
-    def _targets(self, target: str) -> list[NodeRecord]:
-        nodes = self.registry.list_nodes()
-        if target in ("", "all"):
-            return nodes
-        wanted = set(target.split(","))
-        chosen = [n for n in nodes if n.name in wanted or n.id in wanted]
-        if not chosen:
-            raise NodeNotFound(f"no node named {target!r}", hint="see `gpuhive nodes`",
-                               node=target)
-        return chosen
-
-    async def _capture(self, node: NodeRecord, command: str) -> str:
-        out: list[str] = []
-        err: list[str] = []
-        res = await self.nodes.run(node, [command],
-                                   lambda _n, s, line: (out if s == "out" else err).append(line))
-        if res.exit_status != 0:
-            raise NodeUnreachable(f"`{command}` on {node.name} failed: "
-                                  f"{res.error or ' '.join(err[-3:]) or res.exit_status}",
-                                  node=node.name)
-        return "\n".join(out)
-
     async def probe(self, target: str = "all") -> list[dict[str, Any]]:
         """Re-probe hardware and software on nodes now."""
         async def one(node: NodeRecord) -> dict[str, Any]:
             try:
                 if node.kind == NodeKind.AGENT:
-                    data = json.loads(await self._capture(
-                        node, f"{AGENT_PY} -m gpuhive agent probe --json"))
+                    data = json.loads(await self.nodes.output(
+                        node, f"{NODE_PYTHON} -m gpuhive agent probe --json"))
                     hw, software = Hardware.from_dict(data["hardware"]), data["software"]
                 else:
                     hw, software = remote_probe.parse_probe(
-                        await self._capture(node, remote_probe.PROBE_COMMAND)), {}
+                        await self.nodes.output(node, remote_probe.PROBE_COMMAND)), {}
             except (GpuhiveError, ValueError, KeyError, TypeError) as exc:
                 return {"node": node.name, "ok": False, "error": str(exc)}
             self.registry.save_heartbeats([(node.id, node.last_heartbeat or self.clock(),
@@ -102,13 +78,13 @@ class NodeOps:
                 self.registry.set_facts(node.id, software=software)
             return {"node": node.name, "ok": True, "gpus": len(hw.gpus),
                     "source": hw.probe_source}
-        return list(await asyncio.gather(*(one(n) for n in self._targets(target))))
+        return list(await asyncio.gather(*(one(n) for n in self.registry.select(target))))
 
     async def bench(self, target: str = "all", gpu: bool = True) -> list[dict[str, Any]]:
         """Measure RTT and throughput through each node's tunnel, and its GPU if any."""
         results = []
         # one node at a time: parallel transfers would share (and misreport) the uplink
-        for node in self._targets(target):
+        for node in self.registry.select(target):
             results.append(await self._bench_one(node, gpu))
         return results
 
@@ -122,8 +98,8 @@ class NodeOps:
             link: dict[str, Any] = {"rtt_ms": round(rtt, 2), "down_mbps": round(down, 1),
                                     "up_mbps": round(up, 1), "measured_at": self.clock()}
             if gpu and node.hardware and node.hardware.gpus and node.kind == NodeKind.AGENT:
-                link["gpu"] = json.loads(await self._capture(
-                    node, f"{AGENT_PY} -m gpuhive.probe.gpubench"))
+                link["gpu"] = json.loads(await self.nodes.output(
+                    node, f"{NODE_PYTHON} -m gpuhive.probe.gpubench"))
         except (GpuhiveError, OSError, ValueError) as exc:
             return {"node": node.name, "ok": False, "error": str(exc)}
         except Exception as exc:  # asyncssh errors mid-transfer: the node is the problem

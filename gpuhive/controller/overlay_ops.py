@@ -17,11 +17,10 @@ from typing import Any
 from gpuhive.controller.overlay_hub import OverlayHub
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import NodeRecord
+from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import GpuhiveError, NodeNotFound
 from gpuhive.overlay import check as reach
 from gpuhive.transport.node_conn import NodeConnections
-
-PY = '"${GPUHIVE_PYTHON:-python3}"'
 
 
 class OverlayOps:
@@ -37,13 +36,10 @@ class OverlayOps:
         return await self.hub.status()
 
     async def check(self, target: str = "all", nbytes: int = 50_000_000) -> dict[str, Any]:
-        nodes = [n for n in self.registry.list_nodes() if n.overlay.get("ip")]
-        if target not in ("", "all"):
-            wanted = set(target.split(","))
-            nodes = [n for n in nodes if n.name in wanted]
-            if not nodes:
-                raise NodeNotFound(f"no node with an overlay address named {target!r}",
-                                   hint="see `gpuhive overlay status`")
+        nodes = [n for n in self.registry.select(target) if n.overlay.get("ip")]
+        if not nodes:
+            raise NodeNotFound(f"none of {target!r} has an overlay address",
+                               hint="see `gpuhive overlay status`")
         results = []
         for src in nodes:  # one pair at a time: parallel transfers would share the hub
             for dst in nodes:
@@ -67,10 +63,10 @@ class OverlayOps:
         sent, received, rtt = reach.parse_ping(ping_out)
         port = random.randrange(40000, 41000)
         recv = asyncio.ensure_future(self._run(
-            dst, f"exec {PY} -m gpuhive.overlay.bulk recv {ip} {port} --timeout 60"))
+            dst, f"exec {NODE_PYTHON} -m gpuhive.overlay.bulk recv {ip} {port} --timeout 60"))
         await asyncio.sleep(0.5)
-        status, out = await self._run(
-            src, f"exec {PY} -m gpuhive.overlay.bulk send {ip} {port} {nbytes} --timeout 60")
+        send = f"exec {NODE_PYTHON} -m gpuhive.overlay.bulk send {ip} {port} {nbytes} --timeout 60"
+        status, out = await self._run(src, send)
         recv.cancel()
         try:
             data = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}

@@ -147,13 +147,12 @@ class Registry:
         return [tokens.TokenRecord(*r) for r in rows]
 
     def revoke_token(self, token_id: str, now: float) -> tokens.TokenRecord:
-        cur = self._db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS"
-                               " NULL", (now, token_id))
+        self._db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                         (now, token_id))
         rec = self.get_token(token_id)
         if rec is None:
             raise TokenUnknown(f"no join token with id {token_id}",
                                hint="see `gpuhive invite ls`", token_id=token_id)
-        del cur
         return rec
 
     # ---- nodes --------------------------------------------------------------------------
@@ -282,6 +281,19 @@ class Registry:
         rows = self._db.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE removed_at IS NULL"
                                 " AND kind = ? ORDER BY name", (kind.value,)).fetchall()
         return [_node(r) for r in rows]
+
+    def select(self, target: str) -> list[NodeRecord]:
+        """``all`` (or "") or comma-separated names/ids; every name must exist."""
+        nodes = self.list_nodes()
+        if target in ("", "all"):
+            return nodes
+        wanted = set(target.split(","))
+        chosen = [n for n in nodes if n.name in wanted or n.id in wanted]
+        missing = wanted - {n.name for n in chosen} - {n.id for n in chosen}
+        if missing:
+            name = sorted(missing)[0]
+            raise NodeNotFound(f"no node named {name!r}", hint="see `gpuhive nodes`", node=name)
+        return chosen
 
     def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:
         row = self._db.execute(

@@ -132,14 +132,7 @@ class HiveService:
                          fresh: bool = False) -> list[dict[str, Any]]:
         if not argv:
             raise ConfigError("no command given", hint="gpuhive nodes exec all -- uname -a")
-        live = [n for n in self.registry.list_nodes()]
-        if target != "all":
-            wanted = set(target.split(","))
-            live = [n for n in live if n.name in wanted or n.id in wanted]
-            missing = wanted - {n.name for n in live} - {n.id for n in live}
-            if missing:
-                raise NodeNotFound(f"no node named {sorted(missing)[0]!r}",
-                                   hint="see `gpuhive nodes`", node=sorted(missing)[0])
+        live = self.registry.select(target)
         if not live:
             raise NodeNotFound("the hive has no nodes yet",
                                hint="invite one with `gpuhive invite`")

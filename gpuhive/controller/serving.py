@@ -29,6 +29,7 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core import nodeview
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeRecord
+from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import GpuhiveError, NodeUnreachable
 from gpuhive.serve.api import ModelProfile, Replica
 from gpuhive.serve.catalog import load_catalog, resolve
@@ -39,7 +40,6 @@ from gpuhive.serve.transfer import exec_hasher, push_model
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
-PY = '"${GPUHIVE_PYTHON:-python3}"'
 
 
 class ServeError(GpuhiveError):
@@ -235,7 +235,7 @@ class ServeManager:
                          dep: Deployment, run: ReplicaRun, remote: str) -> None:
         argv = ["--model", remote, "--sha256", dep.sha256, "--alias", dep.model,
                 "--ctx", str(dep.profile.ctx)]
-        command = f"exec {PY} -m gpuhive.serve.node_worker " + " ".join(
+        command = f"exec {NODE_PYTHON} -m gpuhive.serve.node_worker " + " ".join(
             shlex.quote(a) for a in argv)
         async with conn.create_process(command, stdin=asyncssh.PIPE) as proc:
             async for line in proc.stdout:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from gpuhive.core.model import CpuInfo, Hardware
 
+# The interpreter gpuhive runs under on a node, for commands the controller runs there: the
+# agent exports GPUHIVE_PYTHON to them; a plain sshd host falls back to python3.
+NODE_PYTHON = '"${GPUHIVE_PYTHON:-python3}"'
+
 # POSIX sh; prints one key=value per line. nvidia-smi is optional.
 PROBE_COMMAND = (
     "echo hostname=$(hostname); echo cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); "

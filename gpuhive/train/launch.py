@@ -11,10 +11,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.train.spec import JobSpec
 
 NODE_HOME = '"${GPUHIVE_HOME:-$HOME/.gpuhive}"'
-NODE_PY = '"${GPUHIVE_PYTHON:-python3}"'
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class LaunchPlan:
             **({"GPUHIVE_COMPRESS": spec.compress} if spec.compress else {}),
             **spec.env,
         }
-        python = (f'"$H/envs/{self.env_digest}/bin/python"' if self.env_digest else NODE_PY)
+        python = (f'"$H/envs/{self.env_digest}/bin/python"' if self.env_digest else NODE_PYTHON)
         torchrun = [
             "-m", "torch.distributed.run",
             "--nnodes", f"{spec.min_nodes}:{spec.max_nodes}" if spec.elastic
@@ -109,7 +109,7 @@ def env_command(digest: str, requirements: str) -> str:
     d = f'"$H/envs/{digest}"'
     return (f"set -e; H={NODE_HOME}; if [ -x {d}/bin/python ]; then echo reused; exit 0; fi; "
             f"mkdir -p \"$H/envs\"; t=\"$H/envs/.{digest}.$$\"; rm -rf \"$t\"; "
-            f"{NODE_PY} -m venv --system-site-packages \"$t\"; cat > \"$t/requirements.txt\"; "
+            f"{NODE_PYTHON} -m venv --system-site-packages \"$t\"; cat > \"$t/requirements.txt\"; "
             f"\"$t/bin/python\" -m pip install -q -r \"$t/requirements.txt\"; "
             f"mv \"$t\" {d}; echo built")
 
@@ -135,7 +135,7 @@ def listen_command(address: str, port: int, seconds: int = 20) -> str:
         "    except OSError:",
         "        pass",
     ])
-    return f"exec {NODE_PY} -c {shlex.quote(code)}"
+    return f"exec {NODE_PYTHON} -c {shlex.quote(code)}"
 
 
 def connect_command(address: str, port: int, patience_s: float = 8.0) -> str:
@@ -155,9 +155,9 @@ def connect_command(address: str, port: int, patience_s: float = 8.0) -> str:
         "            raise",
         "        time.sleep(0.05)",
     ])
-    return f"exec {NODE_PY} -c {shlex.quote(code)}"
+    return f"exec {NODE_PYTHON} -c {shlex.quote(code)}"
 
 
 def sweep_command(job_id: str, grace_s: float = 20.0) -> str:
     """Wait for (then kill) every process of a job on a node; prints what it found."""
-    return f"exec {NODE_PY} -m gpuhive.agent.reaper GPUHIVE_JOB_ID={job_id} {grace_s}"
+    return f"exec {NODE_PYTHON} -m gpuhive.agent.reaper GPUHIVE_JOB_ID={job_id} {grace_s}"

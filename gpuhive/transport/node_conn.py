@@ -128,6 +128,21 @@ class NodeConnections:
             await self.close(node.id)
             return ExecResult(node.name, None, f"session to {node.name} broke: {exc}")
 
+    async def output(self, node: NodeRecord, command: str, *, stdin: bytes | None = None,
+                     progress: Callable[[int], None] | None = None) -> str:
+        """A command's stdout; ``NodeUnreachable`` with its stderr tail when it fails."""
+        out: list[str] = []
+        err: list[str] = []
+        res = await self.run(node, [command],
+                             lambda _n, s, line: (out if s == "out" else err).append(line),
+                             stdin=stdin, progress=progress)
+        if res.exit_status != 0:
+            detail = res.error or " ".join(err[-3:]) or f"exit status {res.exit_status}"
+            raise NodeUnreachable(f"a command on node {node.name} failed: {detail}",
+                                  hint=f"see `gpuhive nodes show {node.name}`", node=node.name,
+                                  command=command[:200])
+        return "\n".join(out)
+
     async def close(self, node_id: str) -> None:
         conn = self._conns.pop(node_id, None)
         if conn is not None:
