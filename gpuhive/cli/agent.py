@@ -21,6 +21,7 @@ from gpuhive.cli.render import age, out, print_json
 from gpuhive.core.ranking import OwnerPolicy
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import CommandFailed, ConfigError, StateError
+from gpuhive.lab.pids import alive
 from gpuhive.probe import probe_hardware, probe_software
 
 app = typer.Typer(help="Run or inspect this machine's agent.")
@@ -69,7 +70,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
     except (OSError, ValueError):
         st = {}
     pid = st.get("pid")
-    running = bool(pid) and _alive(int(pid))
+    running = bool(pid) and alive(int(pid))
     connected = running and bool(st.get("connected"))
     data = {"node_id": ident.node_id, "name": ident.name, "running": running,
             "connected": connected, "since": st.get("since"),
@@ -184,15 +185,6 @@ def install_service(root: Path) -> None:
                                      "enable-linger $USER`)")
     out.print(f"agent installed as a systemd user unit ({unit_dir / 'gpuhive-agent.service'})")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 

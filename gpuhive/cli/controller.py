@@ -14,6 +14,7 @@ import typer
 from gpuhive.cli import common, status_view
 from gpuhive.cli.render import out, print_json
 from gpuhive.errors import ControllerUnavailable, StateError
+from gpuhive.lab.pids import alive
 
 
 def init(
@@ -106,9 +107,9 @@ def down(timeout: float = typer.Option(10.0, help="seconds to wait before SIGKIL
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
     out.print(f"controller (pid {pid}) stopped")
 
@@ -134,18 +135,5 @@ def _running(pid_file: os.PathLike[str]) -> int | None:
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if alive(pid) else None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True

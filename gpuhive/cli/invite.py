@@ -45,7 +45,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="machine-readable 
     for r in rows:
         table.add_row(r["id"], r["name"] or "-", status_text(r["state"]),
                       f"{r['uses']}/{r['max_uses']}", age(r["created_at"]),
-                      age(r["expires_at"]).replace(" ago", " ago") if r["state"] == "expired"
+                      age(r["expires_at"]) if r["state"] == "expired"
                       else _until(r["expires_at"]))
     out.print(table)
 

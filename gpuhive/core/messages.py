@@ -8,7 +8,8 @@ Channels and what flows on them::
 
     subsystem gpuhive-enroll   agent → enroll       controller → enrolled | error
     subsystem gpuhive-agent    agent → hello        controller → welcome | error
-                               agent → heartbeat    controller → ack
+                               agent → heartbeat    (no reply: each would cost an
+                                                     encryption and a send per beat)
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "welcome": {"node_id": (str,), "heartbeat_interval": (int, float),
                 "forward_port": (int,)},
     "heartbeat": {"seq": (int,), "state": (str,), "hardware": (dict,)},
-    "ack": {"seq": (int,)},
     "error": {"code": (str,), "message": (str,)},
 }
 _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {

@@ -16,11 +16,17 @@ def alive(pid: int) -> bool:
         if done == pid:
             return False
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: it exists
+    try:
         with open(f"/proc/{pid}/stat") as f:
             # The state letter follows the ")" that closes the command name.
             state = f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return True  # no /proc (macOS): kill(0) said it exists
     return state not in ("Z", "X")
 
 

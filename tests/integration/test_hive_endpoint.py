@@ -217,7 +217,8 @@ def test_garbage_on_the_hive_port_hurts_nobody(tmp_path: Path) -> None:
     run(go())
 
 
-BAD_LINES = [b"\xff\xfe\n", b"{}\n", b"[]\n", b'{"type":"ack","seq":1}\n',
+BAD_LINES = [b"\xff\xfe\n", b"{}\n", b"[]\n",
+             b'{"type":"welcome","node_id":"x","heartbeat_interval":1,"forward_port":1}\n',
              b'{"type":"heartbeat","seq":1,"state":"x","hardware":{}}\n',  # before hello
              b"x" * (messages.MAX_LINE + 10), b'{"type":"hello"}\n']
 

@@ -39,7 +39,8 @@ def test_malformed_messages_are_protocol_errors(line: bytes, why: str) -> None:
 
 
 def test_oversized_message_is_refused() -> None:
-    big = json.dumps({"type": "ack", "seq": 1, "pad": "x" * messages.MAX_LINE}).encode()
+    big = json.dumps({"type": "hello", "version": 1, "agent_started_at": 0,
+                      "pad": "x" * messages.MAX_LINE}).encode()
     with pytest.raises(ProtocolError, match="exceeds"):
         messages.decode(big)
 
@@ -48,7 +49,7 @@ def test_encode_refuses_what_decode_would_refuse() -> None:
     with pytest.raises(ValueError):
         messages.encode("nope")
     with pytest.raises(ValueError):
-        messages.encode("ack", seq=1, pad="x" * messages.MAX_LINE)
+        messages.encode("hello", version=1, agent_started_at=0, pad="x" * messages.MAX_LINE)
 
 
 json_values = st.recursive(

@@ -21,7 +21,7 @@ PUBLIC_PREFIXES = ("/health", "/v1/")  # the gateway has its own API keys
 
 
 def create_app(service: HiveService, metrics: Metrics, *, admin_token: str = "",
-               extra_status: Any = None, base: FastAPI | None = None) -> FastAPI:
+               base: FastAPI | None = None) -> FastAPI:
     """``base``: the OpenAI gateway's app; the dashboard and metrics join its routes."""
     app = base or FastAPI(title="gpuhive controller", docs_url=None, redoc_url=None)
     page = resources.files("gpuhive").joinpath("templates/dashboard.html").read_text()
@@ -72,9 +72,6 @@ def create_app(service: HiveService, metrics: Metrics, *, admin_token: str = "",
     @app.get("/api/overview")
     async def overview() -> dict[str, Any]:
         """Everything the dashboard and `gpuhive status` show, in one request."""
-        data: dict[str, Any] = service.overview()
-        if extra_status is not None:
-            data.update(extra_status())
-        return data
+        return service.overview()
 
     return app
