@@ -58,6 +58,7 @@ class Hive:
         self.pending: dict[str, Beat] = {}
         self.last_hw: dict[str, Hardware] = {}  # for thermal onsets between snapshots
         self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
+        self.spoke_status: dict[str, dict[str, Any]] = {}  # last stored overlay report
         self.heartbeats_received = 0
         self.hub: Any = None  # the OverlayHub when `gpuhive up --overlay`
         self._background: set[asyncio.Future[Any]] = set()
@@ -154,14 +155,16 @@ class Hive:
         batch, self.pending = self.pending, {}
         self.registry.save_heartbeats((nid, b.at, b.state, b.hardware, b.policy)
                                       for nid, b in batch.items())
-        spokes = [(nid, b.overlay) for nid, b in batch.items() if b.overlay is not None]
-        if spokes:
+        # a spoke's report rarely changes: compare in memory, touch the registry only on change
+        changed = [(nid, b.overlay) for nid, b in batch.items()
+                   if b.overlay is not None and self.spoke_status.get(nid) != b.overlay]
+        if changed:
             rows: list[tuple[str, dict[str, Any]]] = []
-            for nid, status in spokes:
+            for nid, status in changed:
                 with contextlib.suppress(GpuhiveError):
                     current = self.registry.fact(nid, "overlay") or {}
-                    if current.get("status") != status:
-                        rows.append((nid, {"overlay": {**current, "status": status}}))
+                    rows.append((nid, {"overlay": {**current, "status": status}}))
+                    self.spoke_status[nid] = status
             if rows:
                 self.registry.set_facts_many(rows)
         onsets, self.thermal_onsets = self.thermal_onsets, {}
@@ -182,6 +185,7 @@ class Hive:
             conn.close()
         self.last_heard.pop(node_id, None)
         self.pending.pop(node_id, None)
+        self.spoke_status.pop(node_id, None)
         return len(conns)
 
     def connected(self, node_id: str) -> bool:
