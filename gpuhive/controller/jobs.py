@@ -16,6 +16,7 @@ import random
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError
 from gpuhive.train import launch, sync
+from gpuhive.train.failure import telling_line
 from gpuhive.train.placement import (
     Candidate,
     PlacementError,
@@ -41,6 +43,7 @@ RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$")
 # torchrun's own (warning-level) line when a worker group fails; with attempts left the
 # elastic agent restarts it, at the new size when a node was lost
 RESTART_HINTS = ("failed (exitcode:",)
+TAIL_LINES = 40  # per node, to name the cause when it fails
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -252,10 +255,12 @@ class JobSupervisor:
     async def _watch(self, job: JobRecord, spec: JobSpec, plan: launch.LaunchPlan,
                      nodes: list[NodeRecord]) -> None:
         out = (self.jobs_dir / job.id / "output.log").open("a", buffering=1)
+        tails: dict[str, deque[str]] = {n.name: deque(maxlen=TAIL_LINES) for n in nodes}
 
         def sink(node: str, stream: str, line: str) -> None:
             m = RANK_LINE.match(line)
             who, text = (f"{node}/rank{m.group(1)}", m.group(2)) if m else (node, line)
+            tails[node].append(text)
             formatted = f"{who} | {text}"
             out.write(formatted + "\n")
             self._publish(job, {"event": "log", "line": formatted})
@@ -280,7 +285,9 @@ class JobSupervisor:
                     if not lost_ok:
                         failed.append(f"{res.node} lost")
                 elif res.exit_status != 0:
-                    failed.append(f"{res.node} exited {res.exit_status}")
+                    why = telling_line(tails[res.node])
+                    failed.append(f"{res.node} exited {res.exit_status}"
+                                  + (f" ({why})" if why else ""))
                     self._event(job, "node_failed", f"{res.node}: exit status {res.exit_status}")
                 if failed and alive:
                     for name in alive:  # without elasticity the rest would only hang

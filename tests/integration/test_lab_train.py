@@ -79,13 +79,15 @@ def test_code_is_synced_once_and_only_once(lab: Lab, workdir: Path) -> None:
         assert m, proc.stdout + proc.stderr
         return int(m.group(2))
 
-    assert _train(lab, workdir, "train.py", "--nodes", "2", "--", "2").returncode == 0
-    again = _train(lab, workdir, "train.py", "--nodes", "2", "--", "2")
-    assert again.returncode == 0 and sent(again) == 0
+    def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+        return proc
+
+    ok(_train(lab, workdir, "train.py", "--nodes", "2", "--", "2"))
+    assert sent(ok(_train(lab, workdir, "train.py", "--nodes", "2", "--", "2"))) == 0
     (workdir / "notes.txt").write_text("a change\n")
-    changed = _train(lab, workdir, "train.py", "--nodes", "2", "--", "2")
-    assert changed.returncode == 0 and sent(changed) == 2
-    assert sent(_train(lab, workdir, "train.py", "--nodes", "2", "--", "2")) == 0
+    assert sent(ok(_train(lab, workdir, "train.py", "--nodes", "2", "--", "2"))) == 2
+    assert sent(ok(_train(lab, workdir, "train.py", "--nodes", "2", "--", "2"))) == 0
 
 
 def test_ctrl_c_cancels_and_leaves_nothing(lab: Lab, workdir: Path) -> None:
