@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuhive.errors import ConfigError
+from gpuhive.overlay.direct import valid_endpoint
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +44,12 @@ class Settings:
     overlay_mtu: int = 1280
     overlay_iface: str = "ghv0"  # per machine; lab hosts sharing /var/run need distinct ones
     overlay_spoke_port: int = 51821  # the spoke's own port (used for same-LAN direct paths)
+    # agent: a host:port where others can reach this spoke's port (a public IP or a
+    # forwarded port); then every spoke may try a direct path to this one
+    overlay_endpoint: str = ""
+    # controller: also try NAT-to-NAT hole punching (did not open between two nft
+    # masquerade routers in the lab; failures fall back to the hub silently)
+    overlay_punch: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = 8088
     admin_token: str = ""
@@ -76,6 +83,10 @@ class Settings:
             raise ConfigError(f"http_host={self.http_host} exposes the dashboard without an "
                               "admin token", hint="set admin_token (a long random string) or "
                               "keep http_host=127.0.0.1", key="admin_token")
+        if self.overlay_endpoint and not valid_endpoint(self.overlay_endpoint):
+            raise ConfigError(f"setting overlay_endpoint={self.overlay_endpoint!r} is invalid",
+                              hint="expected host:port where this node's WireGuard port "
+                              "(overlay_spoke_port) is reachable", key="overlay_endpoint")
         if self.endpoint and ":" not in self.endpoint:
             raise ConfigError(f"setting endpoint={self.endpoint!r} is invalid",
                               hint="expected host:port", key="endpoint")

@@ -58,6 +58,10 @@ class Agent:
         if isinstance(overlay, dict):
             await self.spoke.ensure(overlay)
 
+    def on_message(self, msg: Message) -> None:
+        if msg.type == "peers":
+            self.spoke.set_direct(msg["direct"])
+
     def _write_status(self, status: LinkStatus) -> None:
         data = {**asdict(status), "pid": os.getpid(), "node_id": self.identity.node_id,
                 "name": self.identity.name, "controller": f"{self.identity.controller_host}:"
@@ -85,7 +89,7 @@ class Agent:
                        ident.forward_port, ident.controller_host_key),
             self.node_key, self.embedded_port, self.settings,
             heartbeat=self.heartbeat_payload, on_status=self._write_status,
-            on_welcome=self.on_welcome)
+            on_welcome=self.on_welcome, on_message=self.on_message)
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         self._write_status(self.link.status)
         log.info("agent %s up: embedded server 127.0.0.1:%s, dialing %s:%s", ident.name,

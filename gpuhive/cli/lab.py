@@ -25,14 +25,18 @@ def up(
     loopback: bool = typer.Option(False, help="no namespaces, even as root"),
     overlay: bool = typer.Option(False, help="WireGuard hub and spokes (network namespaces "
                                  "only)"),
+    same_router: int = typer.Option(0, "--same-router", help="extra friends behind friend1's "
+                                    "router (one household: same public address)"),
     lab_dir: Path = DirOpt,
 ) -> None:
     """Build the lab, start a controller and enroll every friend; wait until all are online."""
-    with out.status(f"building a lab with {nodes} friend(s)…"):
+    total = nodes + same_router
+    with out.status(f"building a lab with {total} friend(s)…"):
         lab = hive.up(hive.LabOptions(friends=nodes, bandwidth=bandwidth, mtu=mtu,
                                       heartbeat_interval=heartbeat_interval,
-                                      loopback=loopback, overlay=overlay), lab_dir)
-    out.print(f"lab {lab.state.prefix} up ({lab.state.mode}), {nodes} node(s) online")
+                                      loopback=loopback, overlay=overlay,
+                                      same_router=same_router), lab_dir)
+    out.print(f"lab {lab.state.prefix} up ({lab.state.mode}), {total} node(s) online")
     out.print(f"use it with:  export GPUHIVE_HOME={lab.controller_home}")
 
 

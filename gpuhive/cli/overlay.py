@@ -15,7 +15,8 @@ app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training
 @app.command()
 def status(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
         -> None:
-    """Each peer of the hub: overlay IP, endpoint, last handshake, bytes, its spoke's state."""
+    """Each peer of the hub (overlay IP, endpoint, last handshake, bytes, its spoke's state),
+    then every pair of spokes: direct, trying, or through the hub."""
     st = common.admin("overlay.status")
     if json_out:
         print_json(st)
@@ -36,7 +37,22 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         table.add_row(p["node"], p["overlay_ip"] or "-", p["endpoint"] or "-", hs,
                       _bytes(p["rx_bytes"]), _bytes(p["tx_bytes"]), state)
     out.print(table)
-    out.print("paths between spokes go through the hub")
+    _print_pairs(st.get("pairs") or [])
+
+
+def _print_pairs(pairs: list[dict]) -> None:
+    if not pairs:
+        return
+    direct = [p for p in pairs if p["mode"] == "direct"]
+    out.print(f"\n{len(direct)} of {len(pairs)} spoke pair(s) direct, the rest through the hub")
+    from rich.table import Table
+    table = Table(box=None, pad_edge=False)
+    for col in ("PAIR", "PATH", "DIRECT POSSIBLE BY"):
+        table.add_column(col)
+    for p in pairs:
+        table.add_row(f"{p['a']} ↔ {p['b']}", p["mode"],
+                      p["direct_by"] if p["direct_by"] != "hub" else "-")
+    out.print(table)
 
 
 @app.command()

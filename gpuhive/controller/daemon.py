@@ -38,6 +38,8 @@ from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
+# how often agents are sent their changed direct-path candidates (overlay)
+DIRECT_PUSH_S = 2.0
 
 
 class Controller:
@@ -110,7 +112,7 @@ class Controller:
     async def _track(self) -> None:
         """Flush heartbeats and move nodes between online/degraded/offline."""
         tick = min(1.0, self.settings.heartbeat_interval / 4)
-        last_ssh_poll = 0.0
+        last_ssh_poll = last_direct = 0.0
         while True:
             await asyncio.sleep(tick)
             try:
@@ -118,6 +120,9 @@ class Controller:
                 self.tracker.tick(now)
                 if self.serving.deployments:
                     await self.serving.respect_owners()
+                if self.hive.hub is not None and now - last_direct >= DIRECT_PUSH_S:
+                    last_direct = now
+                    await self.hive.push_direct()
                 if now - last_ssh_poll >= self.settings.heartbeat_interval:
                     last_ssh_poll = now
                     self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -24,10 +25,13 @@ from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.nodeview import prune_thermal, thermal_onsets
 from gpuhive.errors import EnrollRefused, GpuhiveError
+from gpuhive.overlay.direct import to_wire, valid_endpoint
 from gpuhive.overlay.keys import is_valid_key
 from gpuhive.transport import keys
+from gpuhive.transport.hive_server import Send
 
 log = logging.getLogger(__name__)
+MAX_PATHS = 256  # peers a spoke may report paths for
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Hive:
         self.spoke_status: dict[str, dict[str, Any]] = {}  # last stored overlay report
         self.heartbeats_received = 0
         self.hub: Any = None  # the OverlayHub when `gpuhive up --overlay`
+        self.senders: dict[str, tuple[asyncssh.SSHServerConnection, Send]] = {}
+        self.sent_direct: dict[str, list[dict[str, Any]]] = {}  # what each agent last got
         self._background: set[asyncio.Future[Any]] = set()
 
     def _later(self, coro: Any) -> None:
@@ -103,9 +109,11 @@ class Hive:
                 "heartbeat_interval": self.settings.heartbeat_interval}
 
     def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
-                    peer: str) -> dict[str, Any]:
+                    peer: str, send: Send) -> dict[str, Any]:
         now = self.clock()
         self.links.setdefault(node.id, set()).add(conn)
+        self.senders[node.id] = (conn, send)
+        self.sent_direct.pop(node.id, None)  # a new link starts with no direct candidates
         self.last_heard[node.id] = now
         self.pending[node.id] = Beat(now, node.agent_state or "available", None, None)
         self.registry.set_connection(node.id, connected_since=now, public_addr=peer, now=now,
@@ -143,6 +151,8 @@ class Hive:
         if conns is None:
             return
         conns.discard(conn)
+        if self.senders.get(node.id, (None,))[0] is conn:
+            del self.senders[node.id]
         if not conns:
             del self.links[node.id]
             with contextlib.suppress(GpuhiveError):
@@ -181,6 +191,8 @@ class Hive:
     def disconnect(self, node_id: str) -> int:
         """Close every connection of a node (its forward goes with it)."""
         conns = self.links.pop(node_id, set())
+        self.senders.pop(node_id, None)
+        self.sent_direct.pop(node_id, None)
         for conn in conns:
             conn.close()
         self.last_heard.pop(node_id, None)
@@ -190,6 +202,25 @@ class Hive:
 
     def connected(self, node_id: str) -> bool:
         return bool(self.links.get(node_id))
+
+    async def push_direct(self) -> int:
+        """Send each connected agent its direct-path candidates when they changed.
+
+        Called every few seconds and after a link opens: a friend's public or LAN address
+        can change at any time, and so can who else is online. Returns messages sent.
+        """
+        if self.hub is None or not self.senders:
+            return 0
+        plan = await self.hub.direct_plan()
+        names = {n.id: n.name for n in self.registry.list_nodes()}
+        sent = 0
+        for node_id, (_conn, send) in list(self.senders.items()):
+            direct = [to_wire(c) for c in plan.get(names.get(node_id, ""), [])]
+            if self.sent_direct.get(node_id) != direct:
+                send("peers", direct=direct)
+                self.sent_direct[node_id] = direct
+                sent += 1
+        return sent
 
 
 def _overlay_request(request: Message) -> dict[str, Any] | None:
@@ -202,9 +233,25 @@ def _overlay_request(request: Message) -> dict[str, Any] | None:
 
 
 def _spoke_status(report: Any) -> dict[str, Any] | None:
+    """The spoke's report, cleaned: only known fields, bounded sizes, well-formed values."""
     if not isinstance(report, dict):
         return None
-    iface = report.get("iface")
+    iface, lan, endpoint = report.get("iface"), report.get("lan"), report.get("endpoint")
+    paths = report.get("paths")
     return {"up": report.get("up") is True,
             "iface": iface if isinstance(iface, str) and len(iface) <= 15 else None,
-            "error": str(report.get("error") or "")[:300], "since": report.get("since")}
+            "error": str(report.get("error") or "")[:300], "since": report.get("since"),
+            "lan": lan if isinstance(lan, str) and _is_address(lan) else None,
+            "endpoint": endpoint if isinstance(endpoint, str) and valid_endpoint(endpoint)
+            else None,
+            # peer node → hub | trying | direct, as the spoke's direct-path loop sees it
+            "paths": {str(k)[:63]: v for k, v in list(paths.items())[:MAX_PATHS]
+                      if v in ("hub", "trying", "direct")} if isinstance(paths, dict) else {}}
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -8,15 +8,20 @@ never by restarting the interface. The wg/ip commands block, so they run in a th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
+from gpuhive.core.model import NodeRecord
+from gpuhive.errors import GpuhiveError
 from gpuhive.overlay import config as wg_config
 from gpuhive.overlay import driver, keys
 from gpuhive.overlay.addressing import hub_address
+from gpuhive.overlay.direct import DirectCandidate, NodeNet, pair_routes, plan_direct
+from gpuhive.overlay.paths import pair_modes
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,18 @@ class OverlayHub:
             log.info("overlay hub: applied %d peer change(s)", len(cmds))
         return cmds
 
+    async def direct_plan(self) -> dict[str, list[DirectCandidate]]:
+        """Node name → the direct peers it should try (``overlay.direct`` decides)."""
+        observed: dict[str, str] = {}
+        if self.settings.overlay_punch and self.device is not None:
+            with contextlib.suppress(GpuhiveError, OSError):
+                observed = {p.public_key: p.endpoint
+                            for p in await asyncio.to_thread(driver.status, self.iface)
+                            if p.endpoint}
+        nets = [net for n in self.registry.list_nodes()
+                if (net := node_net(n, observed)) is not None]
+        return plan_direct(nets, punch=self.settings.overlay_punch)
+
     async def status(self) -> dict[str, Any]:
         if self.device is None:
             return {"up": False, "iface": self.iface, "peers": []}
@@ -88,9 +105,35 @@ class OverlayHub:
         return {"up": True, "iface": self.iface, "kind": self.device.kind,
                 "hub_ip": hub_address(self.settings.overlay_subnet),
                 "port": self.settings.overlay_port, "public_key": self.public_key,
-                "peers": out}
+                "peers": out, "pairs": self.pairs()}
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Every pair of spokes: how their traffic goes now, and why it could go direct."""
+        nodes = [n for n in self.registry.list_nodes() if n.overlay.get("ip")]
+        nets = [net for n in nodes if (net := node_net(n, {})) is not None]
+        routes = pair_routes(nets, punch=self.settings.overlay_punch)
+        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes}
+        modes = pair_modes([n.name for n in nodes], reports)
+        return [{"a": a, "b": b, "mode": mode, "direct_by": routes.get((a, b), "hub")}
+                for (a, b), mode in sorted(modes.items())]
 
     async def stop(self) -> None:
         if self.device is not None:
             await asyncio.to_thread(driver.bring_down, self.iface, pid=self.device.pid)
             self.device = None
+
+
+def node_net(node: NodeRecord, observed: dict[str, str]) -> NodeNet | None:
+    """What the direct-path plan needs of a node; None unless its spoke is up and connected."""
+    ov = node.overlay
+    status = ov.get("status") or {}
+    key, ip = ov.get("wg_public_key"), ov.get("ip")
+    if not key or not ip or not status.get("up") or not node.public_addr:
+        return None
+    port = ov.get("listen_port")
+    return NodeNet(node.name, key, ip,
+                   public_ip=node.public_addr.rsplit(":", 1)[0].strip("[]"),
+                   lan_address=status.get("lan") or ov.get("lan") or None,
+                   listen_port=port if isinstance(port, int) else None,
+                   declared_endpoint=status.get("endpoint") or None,
+                   observed_endpoint=observed.get(key))

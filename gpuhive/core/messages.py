@@ -10,6 +10,8 @@ Channels and what flows on them::
     subsystem gpuhive-agent    agent → hello        controller → welcome | error
                                agent → heartbeat    (no reply: each would cost an
                                                      encryption and a send per beat)
+                                                    controller → peers (the overlay's
+                                                     direct-path candidates, on change)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "welcome": {"node_id": (str,), "heartbeat_interval": (int, float),
                 "forward_port": (int,)},
     "heartbeat": {"seq": (int,), "state": (str,), "hardware": (dict,)},
+    "peers": {"direct": (list,)},
     "error": {"code": (str,), "message": (str,)},
 }
 _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {

@@ -39,6 +39,7 @@ class LabOptions:
     backoff_cap: float = 2.0
     loopback: bool = False  # force the no-root fallback
     overlay: bool = False  # WireGuard hub on the controller, a spoke on every friend (netns)
+    same_router: int = 0  # extra friends behind friend1's router (one household, netns)
     wait_s: float = 60.0
 
 
@@ -248,13 +249,14 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
     if use_netns and options.overlay:
         extra["GPUHIVE_OVERLAY"] = "1"
     if use_netns:
-        plan = plan_lab(prefix, options.friends, options.bandwidth, options.mtu)
+        plan = plan_lab(prefix, options.friends, options.bandwidth, options.mtu,
+                        options.same_router)
         hosts = list(plan.hosts)
         endpoint = f"{CTL_ADDRESS}:{HIVE_PORT}"
     else:
         hosts = [Host("ctl", None, "127.0.0.1", "127.0.0.1")] + [
             Host(f"friend{i}", None, "127.0.0.1", "127.0.0.1")
-            for i in range(1, options.friends + 1)]
+            for i in range(1, options.friends + options.same_router + 1)]
         endpoint = f"127.0.0.1:{_free_port()}"
         # several loopback labs (or a user's own controller) must not share forward ports
         base = random.SystemRandom().randrange(20000, 24000, 1000)

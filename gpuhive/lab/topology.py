@@ -7,6 +7,10 @@ Pure: nothing here touches the system. ``netns.build`` runs the argv lists.
     {p}-r1  [{p}-w1 198.18.0.11] ── [{p}-n1] ┘
     {p}-r1  [{p}-l1 192.168.1.1] ── [{p}-f1 192.168.1.2] {p}-f1  (friend 1, behind NAT)
 
+``same_router`` friends N+1.. sit behind router 1 too, each on its own LAN port
+(``{p}-l{n}`` 192.168.n.1 ── ``{p}-f{n}`` 192.168.n.2): one public address for several
+friends, as in one household; the router routes between its LAN ports without NAT.
+
 Every name starts with the prefix, so teardown finds everything without a state file.
 """
 
@@ -57,6 +61,12 @@ class LabPlan:
     mtu: int | None
     hosts: tuple[Host, ...]
     routers: tuple[Router, ...]
+    same_router: int = 0  # extra friends behind router 1, numbered after the others
+
+    @property
+    def lan_mates(self) -> list[int]:
+        """Host numbers of the extra friends behind router 1."""
+        return list(range(self.friends + 1, self.friends + 1 + self.same_router))
 
     @property
     def net_namespace(self) -> str:
@@ -71,6 +81,7 @@ class LabPlan:
         out = [self.net_namespace, f"{self.prefix}-ctl"]
         for r in self.routers:
             out += [r.namespace, f"{self.prefix}-f{r.index}"]
+        out += [f"{self.prefix}-f{n}" for n in self.lan_mates]
         return out
 
     @property
@@ -93,6 +104,8 @@ class LabPlan:
         names = [self.bridge, f"{p}-nc", f"{p}-ctl"]
         for r in self.routers:
             names += [f"{p}-n{r.index}", r.wan_iface, r.lan_iface, f"{p}-f{r.index}"]
+        for n in self.lan_mates:
+            names += [f"{p}-l{n}", f"{p}-f{n}"]
         return names
 
     def setup_commands(self) -> list[list[str]]:
@@ -110,12 +123,15 @@ def new_prefix(rng: random.Random | None = None) -> str:
 
 
 def plan_lab(prefix: str, friends: int, bandwidth: str | None = None,
-             mtu: int | None = None) -> LabPlan:
+             mtu: int | None = None, same_router: int = 0) -> LabPlan:
     if not re.fullmatch(PREFIX_PATTERN, prefix):
         raise LabError(f"bad lab prefix {prefix!r}",
                        hint="use 'gh' + up to 8 lowercase letters/digits, e.g. from new_prefix()")
     if not 1 <= friends <= MAX_FRIENDS:
         raise LabError(f"friends must be 1..{MAX_FRIENDS}, got {friends}")
+    if not 0 <= same_router <= MAX_FRIENDS - friends:
+        raise LabError(f"same_router must be 0..{MAX_FRIENDS - friends} with {friends} "
+                       f"friend(s), got {same_router}")
     if bandwidth is not None:
         rate_bits(bandwidth)  # validates
     if mtu is not None and not 576 <= mtu <= 9000:
@@ -127,7 +143,10 @@ def plan_lab(prefix: str, friends: int, bandwidth: str | None = None,
         routers.append(Router(i, f"{prefix}-r{i}", f"{prefix}-w{i}", wan,
                               f"{prefix}-l{i}", f"192.168.{i}.1"))
         hosts.append(Host(f"friend{i}", f"{prefix}-f{i}", f"192.168.{i}.2", wan))
-    return LabPlan(prefix, friends, bandwidth, mtu, tuple(hosts), tuple(routers))
+    for n in range(friends + 1, friends + 1 + same_router):
+        hosts.append(Host(f"friend{n}", f"{prefix}-f{n}", f"192.168.{n}.2",
+                          routers[0].wan_address))
+    return LabPlan(prefix, friends, bandwidth, mtu, tuple(hosts), tuple(routers), same_router)
 
 
 def rate_bits(rate: str) -> int:
@@ -221,4 +240,22 @@ def _setup(plan: LabPlan) -> list[list[str]]:
             # Egress shaping on both router ports shapes upload and download.
             cmds += [_tbf(r.namespace, r.wan_iface, plan.bandwidth),
                      _tbf(r.namespace, r.lan_iface, plan.bandwidth)]
+    r1 = plan.routers[0]
+    for n in plan.lan_mates:
+        fns, lan = f"{p}-f{n}", f"{p}-l{n}"
+        cmds += [
+            _veth(r1.namespace, lan, f"{p}-f{n}", fns),
+            _addr(r1.namespace, lan, f"192.168.{n}.1/24"),
+            _link_up(r1.namespace, lan),
+            _addr(fns, f"{p}-f{n}", f"192.168.{n}.2/24"),
+            _link_up(fns, f"{p}-f{n}"),
+            ["ip", "-n", fns, "route", "add", "default", "via", f"192.168.{n}.1"],
+            # replies from the internet may reach this LAN port too (inserted before the
+            # router's final drop of everything else from the WAN)
+            ["ip", "netns", "exec", r1.namespace, "nft", "insert", "rule", "ip", p, "forward",
+             "iifname", f'"{r1.wan_iface}"', "oifname", f'"{lan}"', "ct", "state",
+             "established,related", "accept"],
+        ]
+        if plan.bandwidth:
+            cmds.append(_tbf(r1.namespace, lan, plan.bandwidth))
     return cmds

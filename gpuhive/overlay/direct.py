@@ -18,10 +18,14 @@ Anything else stays on the hub.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
+
+from gpuhive.overlay.keys import is_valid_key
 
 Reason = Literal["same-lan", "declared-endpoint", "nat-punch"]
 
@@ -101,3 +105,52 @@ def pair_routes(nodes: Sequence[NodeNet], *,
     ordered = sorted(nodes, key=lambda n: n.node)
     return {(a.node, b.node): pair_reason(a, b, punch=punch) or "hub"
             for a, b in combinations(ordered, 2)}
+
+
+# ---------------------------------------------------------------- on the wire (``peers``)
+
+_REASONS: tuple[Reason, ...] = ("same-lan", "declared-endpoint", "nat-punch")
+_DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+
+
+def to_wire(c: DirectCandidate) -> dict[str, object]:
+    """One candidate in the controller's ``peers`` message (``node`` is implied)."""
+    return {"peer": c.peer, "public_key": c.peer_public_key, "overlay_ip": c.peer_overlay_ip,
+            "endpoint": c.endpoint, "reason": c.reason}
+
+
+def from_wire(node: str, item: object) -> DirectCandidate:
+    """Validate one candidate from a ``peers`` message; ``ValueError`` says what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError("a direct candidate is not an object")
+    peer, key, ip = item.get("peer"), item.get("public_key"), item.get("overlay_ip")
+    endpoint, reason = item.get("endpoint"), item.get("reason")
+    if not isinstance(peer, str) or not 0 < len(peer) <= 63:
+        raise ValueError("a direct candidate has no peer name")
+    if not isinstance(key, str) or not is_valid_key(key):
+        raise ValueError(f"direct candidate {peer}: bad public key")
+    try:
+        ipaddress.ip_address(ip if isinstance(ip, str) else "")
+    except ValueError:
+        raise ValueError(f"direct candidate {peer}: bad overlay address {ip!r}") from None
+    if endpoint is not None and not (isinstance(endpoint, str) and valid_endpoint(endpoint)):
+        raise ValueError(f"direct candidate {peer}: bad endpoint {endpoint!r}")
+    if reason not in _REASONS:
+        raise ValueError(f"direct candidate {peer}: unknown reason {reason!r}")
+    return DirectCandidate(node, peer, key, str(ip), endpoint, reason)
+
+
+def valid_endpoint(endpoint: str) -> bool:
+    """``host:port`` or ``[v6]:port``, host an address or a DNS name (a dynamic-DNS name
+    follows a changing home IP), port in 1..65535."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if _DNS_NAME.fullmatch(host) and not host.replace(".", "").isdigit():
+        return True
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
+                             else host)
+    except ValueError:
+        return False
+    return True

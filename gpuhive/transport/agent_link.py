@@ -53,6 +53,7 @@ class AgentLink:
                  settings: Settings, *, heartbeat: Callable[[], Awaitable[dict[str, Any]]],
                  on_status: Callable[[LinkStatus], None] = lambda s: None,
                  on_welcome: Callable[[messages.Message], Awaitable[None]] | None = None,
+                 on_message: Callable[[messages.Message], None] = lambda m: None,
                  rng: random.Random | None = None) -> None:
         self.target = target
         self.node_key = node_key
@@ -61,6 +62,7 @@ class AgentLink:
         self.heartbeat = heartbeat
         self.on_status = on_status
         self.on_welcome = on_welcome
+        self.on_message = on_message  # what the controller pushes after welcome (peers)
         self.rng = rng or random.Random()
         self.status = LinkStatus(since=time.time())
         self.started_at = time.time()
@@ -140,6 +142,7 @@ class AgentLink:
                     raise ConnectionError("controller closed the agent channel")
                 if msg.type == "error":
                     raise ProtocolError(_refusal(msg))
+                self.on_message(msg)
             if reader_task.done():
                 raise ConnectionError("controller closed the agent channel")
 

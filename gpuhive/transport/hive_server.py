@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncssh
@@ -28,6 +29,7 @@ from gpuhive.transport.keys import CIPHERS, public_text
 log = logging.getLogger(__name__)
 
 ENROLL_USER = "enroll"
+Send = Callable[..., None]  # send(type_, **fields): one message to one agent
 
 
 class HiveHandler(Protocol):
@@ -38,7 +40,8 @@ class HiveHandler(Protocol):
     async def enroll(self, credential: str, request: Message, peer: str) -> dict[str, Any]: ...
 
     def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
-                    peer: str) -> dict[str, Any]: ...
+                    peer: str, send: Send) -> dict[str, Any]:
+        """The welcome for a node's agent; ``send`` pushes later messages down its link."""
 
     def heartbeat(self, node: NodeRecord, msg: Message) -> None: ...
 
@@ -170,7 +173,8 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
             if self.greeted:
                 raise ProtocolError("hello sent twice")
             self.greeted = True
-            welcome = self.owner.handler.link_opened(node, self.owner.conn, self.owner.peer)
+            welcome = self.owner.handler.link_opened(node, self.owner.conn, self.owner.peer,
+                                                     self._send)
             self._send("welcome", **welcome)
         elif msg.type == "heartbeat":
             if not self.greeted:

@@ -184,3 +184,24 @@ def test_state_errors(tmp_path: Path) -> None:
     bad.write_text('{"prefix": "gh00", "mode": "vm", "dir": "/x"}')
     with pytest.raises(LabError, match="unreadable"):
         state.load(bad)
+
+
+def test_same_router_friends_share_router_one() -> None:
+    plan = plan_lab("gh00aa", 2, bandwidth="20mbit", same_router=1)
+    mate = plan.host("friend3")
+    assert mate.namespace == "gh00aa-f3" and mate.address == "192.168.3.2"
+    assert mate.public_address == plan.host("friend1").public_address
+    assert "gh00aa-f3" in plan.namespaces and "gh00aa-l3" in plan.interfaces()
+    cmds = _joined(plan.setup_commands())
+    assert "ip -n gh00aa-r1 link add gh00aa-l3 type veth peer name gh00aa-f3 netns gh00aa-f3" \
+        in cmds
+    assert any(c.startswith("ip netns exec gh00aa-r1 nft insert rule") and "gh00aa-l3" in c
+               for c in cmds)
+    assert "tc -n gh00aa-r1 qdisc add dev gh00aa-l3 root tbf rate 20mbit burst 32kbit " \
+           "latency 400ms" in cmds
+    assert all(len(i) <= IFNAMSIZ for i in plan.interfaces())
+
+
+def test_same_router_is_bounded() -> None:
+    with pytest.raises(LabError, match="same_router"):
+        plan_lab("gh00aa", MAX_FRIENDS, same_router=1)

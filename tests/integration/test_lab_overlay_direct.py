@@ -1,0 +1,107 @@
+"""Direct paths end to end in a lab hive: the controller plans them, agents try them.
+
+friend1 and friend3 share a router (one household), friend2 is behind its own NAT. With
+real agents and a real controller, friend1 ↔ friend3 must go direct by themselves (the
+controller's ``peers`` message, each agent's direct-path loop), traffic between them must
+bypass the hub, every other pair stays on the hub, and `gpuhive overlay status` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gpuhive.lab import hive
+from gpuhive.lab.hive import Lab, LabOptions
+from gpuhive.overlay import check_io
+from gpuhive.overlay.check_io import NetnsRunner, Target
+from gpuhive.overlay.labnet import pings, sh, wait_until
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
+    lab = hive.up(LabOptions(friends=2, same_router=1, heartbeat_interval=0.5, overlay=True),
+                  lab_dir)
+    try:
+        yield lab
+    finally:
+        hive.down(lab_dir)
+
+
+def _status(lab: Lab) -> dict:
+    return json.loads(lab.cli("overlay", "status", "--json", check=True).stdout)
+
+
+def _modes(lab: Lab) -> dict[tuple[str, str], str]:
+    return {(p["a"], p["b"]): p["mode"] for p in _status(lab)["pairs"]}
+
+
+def _peer(lab: Lab, name: str) -> dict:
+    return next(p for p in _status(lab)["peers"] if p["node"] == name)
+
+
+def _target(lab: Lab, name: str) -> Target:
+    return Target(name, _peer(lab, name)["overlay_ip"], lab.host(name).namespace)
+
+
+def test_one_household_goes_direct_and_bypasses_the_hub(lab: Lab) -> None:
+    took = wait_until("friend1 <-> friend3 direct",
+                      lambda: _modes(lab).get(("friend1", "friend3")) == "direct", 40)
+    print(f"\ndirect {took:.1f} s after the lab was up")
+    pairs = {(p["a"], p["b"]): p for p in _status(lab)["pairs"]}
+    assert pairs[("friend1", "friend3")]["direct_by"] == "same-lan"
+    assert pairs[("friend1", "friend2")] == {"a": "friend1", "b": "friend2", "mode": "hub",
+                                             "direct_by": "hub"}
+    assert pairs[("friend2", "friend3")]["mode"] == "hub"
+
+    # friend1 dials friend3's LAN address, and the /32 routes friend3's overlay IP to it
+    f1, f3 = _target(lab, "friend1"), _target(lab, "friend3")
+    iface = lab.overlay_iface("friend1")
+    assert f"{lab.host('friend3').address}:" in sh(f1.ns, "wg", "show", iface, "endpoints")
+    assert f"{f3.overlay_ip}/32" in sh(f1.ns, "wg", "show", iface, "allowed-ips")
+
+    def hub_bytes() -> int:
+        return sum(_peer(lab, n)["rx_bytes"] + _peer(lab, n)["tx_bytes"]
+                   for n in ("friend1", "friend3"))
+
+    before = hub_bytes()
+    t = check_io.transfer(NetnsRunner(), f1, f3, nbytes=20_000_000)
+    grew = hub_bytes() - before
+    print(f"direct 20 MB at {t['mb_per_s']:.1f} MB/s; hub counters +{grew} bytes")
+    assert t["received"] == 20_000_000
+    assert grew < 1_000_000, f"the hub carried {grew} bytes of a direct transfer"
+    assert pings(lab.host("friend2").namespace, f1.overlay_ip, count=2)  # hub still works
+
+    text = lab.cli("overlay", "status", check=True).stdout
+    assert "1 of 3 spoke pair(s) direct" in text, text
+    assert "same-lan" in text
+
+
+def test_a_departed_peer_is_dropped_and_a_returning_one_goes_direct_again(lab: Lab) -> None:
+    wait_until("friend1 <-> friend3 direct",
+               lambda: _modes(lab).get(("friend1", "friend3")) == "direct", 40)
+    f3_key = _peer(lab, "friend3")["public_key"]
+    ns1, iface = lab.host("friend1").namespace, lab.overlay_iface("friend1")
+    lab.kill_node("friend3")
+    lab.wait_for({"friend3": "offline"}, timeout=30)
+    # no longer a candidate: friend1's agent removes the direct peer (and its /32)
+    wait_until("friend1 forgets friend3",
+               lambda: f3_key not in sh(ns1, "wg", "show", iface, "peers"), 20)
+    assert _modes(lab)[("friend1", "friend3")] == "hub"
+    lab.start_agent("friend3")
+    lab.wait_for({"friend3": "online"}, timeout=30)
+    started = time.monotonic()
+    wait_until("friend1 <-> friend3 direct again",
+               lambda: _modes(lab).get(("friend1", "friend3")) == "direct", 60)
+    print(f"\ndirect again {time.monotonic() - started:.1f} s after friend3 came back")
+    assert pings(ns1, _peer(lab, "friend3")["overlay_ip"], count=2)
