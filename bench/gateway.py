@@ -79,9 +79,9 @@ class Engine:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, cl: Cleanup, model: Path) -> None:
+    def start(self, cl: Cleanup, model: Path, *, gpu: bool = False) -> None:
         spec = EngineSpec(model, self.port, self.alias, n_ctx=512, n_threads=1)
-        cmd = build_engine_command(spec, EngineHost(cores=1, has_gpu=False, llama_server=None))
+        cmd = build_engine_command(spec, EngineHost(cores=1, has_gpu=gpu, llama_server=None))
         self.proc = cl.spawn(f"engine-{self.name}", cmd.argv, env={**os.environ, **cmd.env},
                              log=self.log)
         wait_until(f"engine {self.name}", self.ready, 120, interval=0.1,
@@ -255,6 +255,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--failovers", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--gpu", action="store_true", help="offload every layer to the GPU "
+                    "(scripts/gpu-serve-check.sh)")
     args = ap.parse_args()
     print(machine_line())
     with Cleanup("gpuhive-bench-gw-", keep=args.keep) as cl:
@@ -265,9 +267,9 @@ def main() -> int:
         c1 = Engine("C1", free_port(), cl.dir / "engine-c1.log")
         c2 = Engine("C2", free_port(), cl.dir / "engine-c2.log")
         for e in (a, b):
-            e.start(cl, model)
+            e.start(cl, model, gpu=args.gpu)
         for e in (c1, c2):
-            e.start(cl, paced_model)
+            e.start(cl, paced_model, gpu=args.gpu)
         keys = ApiKeyStore(cl.dir / "keys.db")
         token, _ = keys.create("bench", now=time.time())
         keys.close()

@@ -21,6 +21,11 @@ Bytes per sample are exact: the payload every rank hands to all-reduce (counted 
 hooks / the DiLoCo wrapper) divided by the samples each rank trained on. A ring all-reduce
 puts about 2(N-1)/N times that on each rank's link.
 
+With ``--lab DIR`` (a lab from ``gpuhive lab up --dir DIR``) the bytes each friend's router
+sent out of its WAN port during each run are counted too (interface counters: WireGuard,
+UDP and IP overhead, the control channel and retransmits included) and reported per
+training sample next to the payload figure.
+
 Targets: DiLoCo reaches the target >= 5x sooner than DDP, and its final loss is within 3 %
 of DDP's (of the target, when DDP stopped below it): this fails when DiLoCo hits the step
 cap short of the target. On loopback the network costs little, so the measured ratio
@@ -32,6 +37,7 @@ model and not a measurement, what each run's all-reduces would cost on a link of
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -70,6 +76,12 @@ class Run:
     train_calls: int
     final_loss: float
     ranks_agree: bool         # every rank printed the same weights_sha256
+    samples: int = 0          # every rank's together
+    wire_bytes: int | None = None  # sent out of the friends' WAN ports (--lab), else None
+
+    @property
+    def wire_per_sample(self) -> float | None:
+        return self.wire_bytes / self.samples if self.wire_bytes and self.samples else None
 
     def projected(self, mbit: float, rtt_ms: float) -> float:
         """Model: measured time + ring all-reduce cost of every training call on the link."""
@@ -81,8 +93,26 @@ class Run:
                 + self.train_calls * hops * rtt_ms / 2000)
 
 
+def wan_tx_bytes(lab_dir: Path | None) -> int | None:
+    """Bytes sent out of every lab friend's router WAN port so far (None without a lab)."""
+    if lab_dir is None:
+        return None
+    state = json.loads((lab_dir / "lab.json").read_text())
+    prefix = state["prefix"]
+    total = 0
+    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                             check=True).stdout.split():
+        m = re.fullmatch(rf"{re.escape(prefix)}-r(\d+)", ns)
+        if m:
+            link = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show",
+                                   f"{prefix}-w{m.group(1)}"], capture_output=True, text=True,
+                                  check=True).stdout
+            total += int(json.loads(link)[0]["stats64"]["tx"]["bytes"])
+    return total
+
+
 def run_one(cl: Cleanup, label: str, template: str, nproc: int, script_args: list[str],
-            timeout: float) -> Run:
+            timeout: float, lab_dir: Path | None = None) -> Run:
     ckpt = cl.dir / label / "ckpt"
     ckpt.mkdir(parents=True)
     log = cl.dir / f"{label}.log"
@@ -93,6 +123,7 @@ def run_one(cl: Cleanup, label: str, template: str, nproc: int, script_args: lis
     env.update(GPUHIVE_CHECKPOINT_DIR=str(ckpt), GPUHIVE_NODE_NAME=label,
                PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     print(f"  {label}: {command}", flush=True)
+    tx0 = wan_tx_bytes(lab_dir)
     t0 = time.perf_counter()
     proc = cl.spawn(label, ["bash", "-c", command], env=env, log=log)
     try:
@@ -100,6 +131,7 @@ def run_one(cl: Cleanup, label: str, template: str, nproc: int, script_args: lis
     except subprocess.TimeoutExpired:
         raise BenchError(f"{label} did not finish within {timeout:.0f} s:\n{tail(log)}") from None
     wall = time.perf_counter() - t0
+    tx1 = wan_tx_bytes(lab_dir)
     cl.stop(proc, grace_s=1.0)
     out = log.read_text(errors="replace")
     stats = STATS.search(out)
@@ -114,7 +146,9 @@ def run_one(cl: Cleanup, label: str, template: str, nproc: int, script_args: lis
                wall=wall, world=int(fields["world"]),
                bytes_per_sample=float(fields["bytes_per_sample"]),
                train_bytes=int(fields["train_bytes"]), train_calls=int(fields["train_calls"]),
-               final_loss=float(finals[0][0]), ranks_agree=len({s for _, s in finals}) == 1)
+               final_loss=float(finals[0][0]), ranks_agree=len({s for _, s in finals}) == 1,
+               samples=int(fields.get("samples", 0)),
+               wire_bytes=tx1 - tx0 if tx0 is not None and tx1 is not None else None)
 
 
 def report(args: argparse.Namespace, ddp: Run, dl: Run) -> bool:
@@ -136,6 +170,11 @@ def report(args: argparse.Namespace, ddp: Run, dl: Run) -> bool:
     hops = 2 * (ddp.world - 1) / ddp.world if ddp.world > 1 else 0.0
     print(f"  bytes per sample DDP / DiLoCo: {byte_ratio:.1f}x   (ring all-reduce sends "
           f"{hops:.2f}x these bytes per rank)")
+    if ddp.wire_per_sample and dl.wire_per_sample:
+        print(f"  on the wire (friends' WAN ports, whole run): DDP {ddp.wire_per_sample:,.0f} "
+              f"B/sample ({(ddp.wire_bytes or 0) / 1e6:,.1f} MB), DiLoCo {dl.wire_per_sample:,.0f} "
+              f"B/sample ({(dl.wire_bytes or 0) / 1e6:,.1f} MB), "
+              f"{ddp.wire_per_sample / dl.wire_per_sample:.1f}x")
     mbit, rtt = args.link_mbit, args.link_rtt_ms
     p_ddp, p_dl = ddp.projected(mbit, rtt), dl.projected(mbit, rtt)
     print(f"  projected on {mbit:g} Mbit/s, {rtt:g} ms RTT (model: train s + ring all-reduce "
@@ -173,6 +212,8 @@ def main() -> int:
     ap.add_argument("--link-mbit", type=float, default=20.0, help="for the projection")
     ap.add_argument("--link-rtt-ms", type=float, default=40.0, help="for the projection")
     ap.add_argument("--keep", action="store_true", help="keep logs and the temp dir")
+    ap.add_argument("--lab", type=Path, default=None,
+                    help="lab directory: also count bytes on the friends' WAN ports")
     args = ap.parse_args()
     common = ["--steps", str(args.max_steps), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--seed", str(args.seed), "--checkpoint-every", "0",
@@ -182,11 +223,11 @@ def main() -> int:
             print(f"runs in {cl.dir}", flush=True)
             ddp = run_one(cl, "ddp", args.launch, args.nproc,
                           [*common, "--mode", "ddp", "--compress", "none",
-                           "--eval-every", str(args.ddp_eval_every)], args.timeout)
+                           "--eval-every", str(args.ddp_eval_every)], args.timeout, args.lab)
             dl = run_one(cl, "diloco", args.launch, args.nproc,
                          [*common, "--mode", "diloco", "--sync-every", str(args.sync_every),
                           "--compress", "bf16", "--eval-every", str(args.sync_every)],
-                         args.timeout)
+                         args.timeout, args.lab)
             ok = report(args, ddp, dl)
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.errors import ConfigError
-from gpuhive.overlay.direct import valid_endpoint
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -51,7 +51,8 @@ def serve(
 @serve_app.command("ls")
 def serve_ls(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
         -> None:
-    """Replicas: model, node, state, restarts, requests in flight."""
+    """Replicas: model, node, state, restarts, tokens/s (as answers through the gateway
+    measured it, recent ones weighing more), requests in flight."""
     rows = common.admin("serve.list")
     if json_out:
         print_json(rows)
@@ -61,11 +62,12 @@ def serve_ls(json_out: bool = typer.Option(False, "--json", help="machine-readab
         return
     from rich.table import Table
     table = Table(box=None, pad_edge=False)
-    for col in ("MODEL", "NODE", "STATE", "RESTARTS", "IN FLIGHT", "ERROR"):
+    for col in ("MODEL", "NODE", "STATE", "RESTARTS", "TOKENS/S", "IN FLIGHT", "ERROR"):
         table.add_column(col)
     for r in rows:
+        rate = r.get("tokens_per_s")
         table.add_row(r["model"], r["node"], status_text(r["state"]), str(r["restarts"]),
-                      str(r["in_flight"]), r["error"])
+                      "-" if rate is None else f"{rate:.1f}", str(r["in_flight"]), r["error"])
     out.print(table)
 
 

@@ -21,11 +21,12 @@ import asyncssh
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
 from gpuhive.core import tokens
+from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.nodeview import prune_thermal, thermal_onsets
 from gpuhive.errors import EnrollRefused, GpuhiveError
-from gpuhive.overlay.direct import to_wire, valid_endpoint
+from gpuhive.overlay.direct import to_wire
 from gpuhive.overlay.keys import is_valid_key
 from gpuhive.transport import keys
 from gpuhive.transport.hive_server import Send

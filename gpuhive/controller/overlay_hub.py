@@ -112,9 +112,13 @@ class OverlayHub:
         nodes = [n for n in self.registry.list_nodes() if n.overlay.get("ip")]
         nets = [net for n in nodes if (net := node_net(n, {})) is not None]
         routes = pair_routes(nets, punch=self.settings.overlay_punch)
-        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes}
+        # a node that is gone has no paths, whatever its last report said
+        live = {net.node for net in nets}
+        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes
+                   if n.name in live}
         modes = pair_modes([n.name for n in nodes], reports)
-        return [{"a": a, "b": b, "mode": mode, "direct_by": routes.get((a, b), "hub")}
+        return [{"a": a, "b": b, "mode": mode if {a, b} <= live else "hub",
+                 "direct_by": routes.get((a, b), "hub")}
                 for (a, b), mode in sorted(modes.items())]
 
     async def stop(self) -> None:

@@ -158,12 +158,15 @@ class ServeManager:
         return [r.view() for r in dep.replicas.values()]
 
     def list_replicas(self) -> list[dict[str, Any]]:
-        inflight = {}
-        if self.gateway is not None:
-            with contextlib.suppress(Exception):
-                inflight = {rid: h.in_flight for rid, h in self.gateway.health.items()}
-        return [{**r.view(), "in_flight": inflight.get(r.replica_id, 0)}
-                for dep in self.deployments.values() for r in dep.replicas.values()]
+        health = dict(self.gateway.health) if self.gateway is not None else {}
+        out = []
+        for dep in self.deployments.values():
+            for r in dep.replicas.values():
+                h = health.get(r.replica_id)
+                rate = h.tokens_per_s if h is not None else None
+                out.append({**r.view(), "in_flight": h.in_flight if h is not None else 0,
+                            "tokens_per_s": round(rate, 1) if rate is not None else None})
+        return out
 
     async def stop(self, model: str) -> dict[str, Any]:
         dep = self.deployments.pop(model, None)

@@ -19,12 +19,12 @@ Anything else stays on the hub.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
+from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.overlay.keys import is_valid_key
 
 Reason = Literal["same-lan", "declared-endpoint", "nat-punch"]
@@ -110,7 +110,6 @@ def pair_routes(nodes: Sequence[NodeNet], *,
 # ---------------------------------------------------------------- on the wire (``peers``)
 
 _REASONS: tuple[Reason, ...] = ("same-lan", "declared-endpoint", "nat-punch")
-_DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 
 
 def to_wire(c: DirectCandidate) -> dict[str, object]:
@@ -138,19 +137,3 @@ def from_wire(node: str, item: object) -> DirectCandidate:
     if reason not in _REASONS:
         raise ValueError(f"direct candidate {peer}: unknown reason {reason!r}")
     return DirectCandidate(node, peer, key, str(ip), endpoint, reason)
-
-
-def valid_endpoint(endpoint: str) -> bool:
-    """``host:port`` or ``[v6]:port``, host an address or a DNS name (a dynamic-DNS name
-    follows a changing home IP), port in 1..65535."""
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        return False
-    if _DNS_NAME.fullmatch(host) and not host.replace(".", "").isdigit():
-        return True
-    try:
-        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
-                             else host)
-    except ValueError:
-        return False
-    return True

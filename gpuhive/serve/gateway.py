@@ -114,6 +114,9 @@ class Gateway:
     def succeeded(self, r: Replica, seconds: float) -> None:
         self.health[r.replica_id] = routing.succeeded(self._h(r), seconds * 1000.0)
 
+    def generated(self, r: Replica, tokens: int, seconds: float) -> None:
+        self.health[r.replica_id] = routing.generated(self._h(r), tokens, seconds)
+
     def failed(self, r: Replica, *, cool: bool = True) -> None:
         if cool:
             self.health[r.replica_id] = routing.failed(

@@ -121,7 +121,17 @@ async def complete(gw: Gateway, call: Call) -> bytes:
         finally:
             gw.end(replica)
         gw.succeeded(replica, gw.clock() - t0)
+        gw.generated(replica, completion_tokens(content), gw.clock() - t0)
         return content
+
+
+def completion_tokens(content: bytes) -> int:
+    """The engine's own count from a non-streamed answer's ``usage`` (0 when absent)."""
+    try:
+        n = (json.loads(content).get("usage") or {}).get("completion_tokens")
+    except (ValueError, AttributeError):
+        return 0
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
 class StreamRelay:
@@ -141,6 +151,8 @@ class StreamRelay:
         self.replica: Replica | None = None
         self.pending: str | None = None  # first data of a freshly opened stream
         self.first_token_at: float | None = None
+        # this replica's share of the stream, for its tokens/s: (first token at, tokens)
+        self.on_replica: tuple[float, int] | None = None
         self.sent: tuple[str, dict[str, Any]] = (call.path, call.body)  # the last attempt's
         self.continuable = is_continuable(call.body, chat=call.chat,
                                           has_template=bool(call.profile.chat_template))
@@ -333,9 +345,12 @@ class StreamRelay:
     async def _drop(self, *, failed: bool, cool: bool = True) -> None:
         stream, self.stream = self.stream, None
         replica, self.replica = self.replica, None
+        share, self.on_replica = self.on_replica, None
         if stream is not None:
             await stream.aclose()
         if replica is not None:
+            if share is not None:  # the tokens after its first, over the time they took
+                self.gw.generated(replica, share[1] - 1, self.gw.clock() - share[0])
             self.gw.end(replica)
             if failed:
                 self.gw.failed(replica, cool=cool)
@@ -384,6 +399,8 @@ class StreamRelay:
                                             self.first_token_at - self.call.started)
             self.parts.append(d.text)
             self.tokens += 1
+            at, n = self.on_replica or (self.gw.clock(), 0)
+            self.on_replica = (at, n + 1)
         if d.finish_reason:
             self.finished = True
         if self.native:

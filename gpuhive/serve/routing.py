@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from gpuhive.serve.api import Replica
 
 LATENCY_ALPHA = 0.2
+RATE_ALPHA = 0.3  # recent answers weigh more: a node's load changes
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ReplicaHealth:
     latency_ms: float | None = None
     failures: int = 0  # consecutive
     down_until: float = 0.0
+    tokens_per_s: float | None = None  # generation speed seen through the gateway (EWMA)
 
 
 IDLE = ReplicaHealth()
@@ -62,6 +64,16 @@ def succeeded(h: ReplicaHealth, latency_ms: float) -> ReplicaHealth:
     ewma = latency_ms if h.latency_ms is None else (
         h.latency_ms + LATENCY_ALPHA * (latency_ms - h.latency_ms))
     return replace(h, latency_ms=ewma, failures=0, down_until=0.0)
+
+
+def generated(h: ReplicaHealth, tokens: int, seconds: float) -> ReplicaHealth:
+    """Fold one answer's speed (tokens after the first, over the time they took) in."""
+    if tokens < 1 or seconds <= 0:
+        return h
+    rate = tokens / seconds
+    ewma = rate if h.tokens_per_s is None else (
+        h.tokens_per_s + RATE_ALPHA * (rate - h.tokens_per_s))
+    return replace(h, tokens_per_s=ewma)
 
 
 def failed(h: ReplicaHealth, now: float, *, base_s: float = 1.0,

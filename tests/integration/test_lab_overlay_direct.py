@@ -67,8 +67,8 @@ def test_one_household_goes_direct_and_bypasses_the_hub(lab: Lab) -> None:
     # friend1 dials friend3's LAN address, and the /32 routes friend3's overlay IP to it
     f1, f3 = _target(lab, "friend1"), _target(lab, "friend3")
     iface = lab.overlay_iface("friend1")
-    assert f"{lab.host('friend3').address}:" in sh(f1.ns, "wg", "show", iface, "endpoints")
-    assert f"{f3.overlay_ip}/32" in sh(f1.ns, "wg", "show", iface, "allowed-ips")
+    assert f"{lab.host('friend3').address}:" in sh(f1.host, "wg", "show", iface, "endpoints")
+    assert f"{f3.overlay_ip}/32" in sh(f1.host, "wg", "show", iface, "allowed-ips")
 
     def hub_bytes() -> int:
         return sum(_peer(lab, n)["rx_bytes"] + _peer(lab, n)["tx_bytes"]

@@ -126,6 +126,10 @@ class ServeStack:
     def direct(self, index: int = 0) -> str:
         return self.pool.supervisors[index].base_url
 
+    def rates(self) -> list[float]:
+        """tokens/s of every replica that has one."""
+        return [h.tokens_per_s for h in self.gw.health.values() if h.tokens_per_s is not None]
+
     def serving(self) -> int:
         """Index of the tiny-test replica with a request in flight."""
         for i, r in enumerate(self.pool.source.items):
@@ -220,10 +224,15 @@ def test_plain_and_streamed_answers_match_the_engine(healthy: ServeStack, chat: 
                                    temperature=0).choices[0].text
     assert got == want and len(want) == 40
     assert r.usage.completion_tokens == 40 if chat else True
+    plain_rates = healthy.rates()
+    assert len(plain_rates) == 1 and plain_rates[0] > 0  # from the engine's usage count
+    healthy.gw.health.clear()
     text, chunks = stream(healthy, chat=chat, max_tokens=40)
     assert text == want
     assert len({ch.id for ch in chunks}) == 1
     assert chunks[-1].choices[0].finish_reason == "length"
+    stream_rates = healthy.rates()  # from the tokens relayed, as `serve ls` shows
+    assert len(stream_rates) == 1 and stream_rates[0] > 0
 
 
 def test_models_health_and_embeddings(healthy: ServeStack) -> None:

@@ -13,10 +13,11 @@ from gpuhive.config import Settings
 from gpuhive.controller.hive import Hive, _spoke_status
 from gpuhive.controller.overlay_hub import OverlayHub, node_net
 from gpuhive.controller.registry import Registry
+from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.core.messages import Message, decode, encode
 from gpuhive.core.model import CpuInfo, Hardware
 from gpuhive.overlay import keys
-from gpuhive.overlay.direct import DirectCandidate, from_wire, to_wire, valid_endpoint
+from gpuhive.overlay.direct import DirectCandidate, from_wire, to_wire
 
 HW = Hardware(hostname="box", cpu=CpuInfo(cores=4), memory_total_mib=8192)
 KEY = keys.generate_keypair().public_key
@@ -124,3 +125,15 @@ def test_node_net_needs_an_up_spoke_and_a_connection(tmp_path: Path) -> None:
     ov = reg.fact(nid, "overlay") or {}
     reg.set_facts(nid, overlay={**ov, "status": {"up": False}})
     assert node_net(reg.get_node(nid), {}) is None
+
+
+def test_pairs_trust_only_live_reports(tmp_path: Path) -> None:
+    reg, hive = _hive(tmp_path)
+    a = _enroll(reg, "a", "192.168.1.2", "198.18.0.11")
+    b = _enroll(reg, "b", "192.168.101.2", "198.18.0.11")
+    for nid, other in ((a, "b"), (b, "a")):
+        ov = reg.fact(nid, "overlay") or {}
+        reg.set_facts(nid, overlay={**ov, "status": {**ov["status"], "paths": {other: "direct"}}})
+    assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "direct", "direct_by": "same-lan"}]
+    reg.set_connection(b, connected_since=None, public_addr="", now=2.0, event="disconnected")
+    assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "hub", "direct_by": "hub"}]

@@ -5,6 +5,7 @@ from gpuhive.serve.routing import (
     failed,
     failover_order,
     finished,
+    generated,
     rank_replicas,
     started,
     succeeded,
@@ -64,3 +65,11 @@ def test_failover_order_tries_untried_first_then_again() -> None:
     rs = [rep("a"), rep("b"), rep("c")]
     assert ids(failover_order(rs, {"a"})) == ["b", "c", "a"]
     assert ids(failover_order(rs, {"a", "b", "c"})) == ["a", "b", "c"]
+
+
+def test_generation_speed_is_a_moving_average_that_ignores_empty_answers() -> None:
+    h = generated(IDLE, 100, 2.0)
+    assert h.tokens_per_s == 50.0
+    assert generated(h, 0, 1.0) == h and generated(h, 10, 0.0) == h
+    faster = generated(h, 100, 1.0)
+    assert faster.tokens_per_s is not None and 50.0 < faster.tokens_per_s < 100.0

@@ -1,0 +1,24 @@
+"""``host:port`` endpoints as users and agents write them. Pure."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+
+
+def valid_endpoint(endpoint: str) -> bool:
+    """``host:port`` or ``[v6]:port``, host an address or a DNS name (a dynamic-DNS name
+    follows a changing home IP), port in 1..65535."""
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if _DNS_NAME.fullmatch(host) and not host.replace(".", "").isdigit():
+        return True
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
+                             else host)
+    except ValueError:
+        return False
+    return True
