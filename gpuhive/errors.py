@@ -133,8 +133,22 @@ BY_CODE: dict[str, type[GpuhiveError]] = {
 }
 
 
+def error_class(code: str) -> type[GpuhiveError]:
+    """The class for an error code from the wire: the core ones above, or any subclass
+    defined elsewhere (overlay, serve, train) that this process has imported."""
+    if code in BY_CODE:
+        return BY_CODE[code]
+    todo = list(GpuhiveError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls.code == code:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return GpuhiveError
+
+
 def from_dict(d: dict[str, Any]) -> GpuhiveError:
-    cls = BY_CODE.get(str(d.get("code")), GpuhiveError)
+    cls = error_class(str(d.get("code")))
     err = GpuhiveError.__new__(cls)
     GpuhiveError.__init__(err, str(d.get("message", "error")), hint=str(d.get("hint", "")),
                           **dict(d.get("data") or {}))

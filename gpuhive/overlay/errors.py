@@ -30,7 +30,3 @@ class OverlayUnavailable(OverlayError):
 class AddressPoolExhausted(OverlayError):
     code = "overlay_pool_exhausted"
 
-
-# For the admin API's code -> class table (gpuhive.errors.BY_CODE).
-OVERLAY_ERRORS: tuple[type[OverlayError], ...] = (
-    OverlayError, OverlayPermissionError, OverlayUnavailable, AddressPoolExhausted)
