@@ -184,8 +184,10 @@ def report(args: argparse.Namespace, ddp: Run, dl: Run) -> bool:
         (f"DiLoCo reaches the target >= {SPEEDUP_TARGET:g}x sooner (measured)",
          dl.reached and speedup >= SPEEDUP_TARGET, f"{speedup:.2f}x"),
         (f"DiLoCo final loss within {LOSS_TOLERANCE:.0%} of DDP's",
-         loss_gap <= LOSS_TOLERANCE, f"{loss_gap:+.1%} (DDP {ddp.final_loss:.4f}, "
-                                     f"DiLoCo {dl.final_loss:.4f})"),
+         loss_gap <= LOSS_TOLERANCE,
+         f"{(dl.final_loss - ddp.final_loss) / ddp.final_loss:+.1%} vs DDP "
+         f"({ddp.final_loss:.4f} → {dl.final_loss:.4f}; {loss_gap:+.1%} vs "
+         f"{'the target' if reference != ddp.final_loss else 'DDP'})"),
         ("every rank ends with identical weights", ddp.ranks_agree and dl.ranks_agree,
          "yes" if ddp.ranks_agree and dl.ranks_agree else "no"),
     ]
