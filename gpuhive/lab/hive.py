@@ -8,6 +8,7 @@ start it, with its own $GPUHIVE_HOME under the lab directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -24,7 +25,7 @@ from gpuhive.controller import admin_client
 from gpuhive.errors import ControllerUnavailable, GpuhiveError, LabError
 from gpuhive.lab import netns, procs
 from gpuhive.lab import state as lab_state
-from gpuhive.lab.topology import CTL_ADDRESS, Host, new_prefix, plan_lab
+from gpuhive.lab.topology import CTL_ADDRESS, Host, new_prefix, plan_lab, port_forward_commands
 
 HIVE_PORT = 2222
 DEFAULT_DIR = Path(os.environ.get("GPUHIVE_LAB_DIR", "/tmp/gpuhive-lab"))
@@ -194,6 +195,30 @@ class Lab:
         for victim in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(victim, 9)
+
+    def forward_port(self, friend: str, proto: str, port: int, lan_port: int) -> str:
+        """Forward ``proto`` ``port`` on the friend's router to the friend (a user opening a
+        port on their home router); returns the public ``host:port``. Namespaces only."""
+        h = self.host(friend)
+        index = friend.removeprefix("friend")
+        router, wan = f"{self.state.prefix}-r{index}", f"{self.state.prefix}-w{index}"
+        if self.state.mode != "netns" or router not in netns.list_namespaces():
+            raise LabError(f"{friend} has no router of its own to forward a port on",
+                           hint="port forwards need the namespace lab (root), and a friend "
+                           "that is not a --same-router extra")
+        for argv in port_forward_commands(self.state.prefix, wan, proto, port, h.address,
+                                          lan_port):
+            netns.run(netns.exec_argv(router, argv))
+        return f"{h.public_address}:{port}"
+
+    def set_config(self, host: str, **values: str | int | float | bool) -> None:
+        """Add settings to a host's config.toml (takes effect when its process restarts)."""
+        home = self.controller_home if host == "ctl" else self.node_home(host)
+        path = home / "config.toml"
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        old = path.read_text() if path.exists() else ""
+        path.write_text(old + ("" if not old or old.endswith("\n") else "\n")
+                        + "\n".join(lines) + "\n")
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.admin("nodes.list"))

@@ -182,6 +182,27 @@ def masquerade_commands(table: str, wan_iface: str, lan_iface: str) -> list[list
     ]
 
 
+def port_forward_commands(table: str, wan_iface: str, proto: str, port: int,
+                          lan_address: str, lan_port: int) -> list[list[str]]:
+    """nft argv for a home router's port forward: ``proto`` ``port`` on the WAN side to a
+    LAN host, and the forward filter letting those new connections through (run in the
+    router's namespace after ``masquerade_commands``)."""
+    if proto not in ("tcp", "udp"):
+        raise LabError(f"cannot forward protocol {proto!r}", hint="use tcp or udp")
+    if not (0 < port < 65536 and 0 < lan_port < 65536):
+        raise LabError(f"bad port forward {port} -> {lan_port}", hint="ports are 1..65535")
+    wan = f'"{wan_iface}"'
+    return [
+        ["nft", "add", "chain", "ip", table, "prerouting",
+         "{ type nat hook prerouting priority dstnat ; policy accept ; }"],
+        ["nft", "add", "rule", "ip", table, "prerouting", "iifname", wan, proto, "dport",
+         str(port), "dnat", "to", f"{lan_address}:{lan_port}"],
+        # before the router's final drop of everything new from the WAN
+        ["nft", "insert", "rule", "ip", table, "forward", "iifname", wan, "ct", "status",
+         "dnat", "accept"],
+    ]
+
+
 def _veth(in_ns: str, name: str, peer: str, peer_ns: str) -> list[str]:
     # Created inside a lab namespace with the peer placed straight into the other one,
     # so no name ever appears in the host's own namespace.

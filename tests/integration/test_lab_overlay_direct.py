@@ -4,6 +4,7 @@ friend1 and friend3 share a router (one household), friend2 is behind its own NA
 real agents and a real controller, friend1 ↔ friend3 must go direct by themselves (the
 controller's ``peers`` message, each agent's direct-path loop), traffic between them must
 bypass the hub, every other pair stays on the hub, and `gpuhive overlay status` says so.
+Then friend2 declares a port-forwarded endpoint and both its pairs go direct too.
 """
 
 from __future__ import annotations
@@ -105,3 +106,27 @@ def test_a_departed_peer_is_dropped_and_a_returning_one_goes_direct_again(lab: L
                lambda: _modes(lab).get(("friend1", "friend3")) == "direct", 60)
     print(f"\ndirect again {time.monotonic() - started:.1f} s after friend3 came back")
     assert pings(ns1, _peer(lab, "friend3")["overlay_ip"], count=2)
+
+
+def test_a_declared_endpoint_behind_a_port_forward_is_dialled_by_everyone(lab: Lab) -> None:
+    # friend2's owner forwards UDP 51821 on the home router and declares it
+    public = lab.forward_port("friend2", "udp", 51821, 51821)
+    lab.set_config("friend2", overlay_endpoint=public)
+    lab.kill_agent("friend2", hard=False)
+    lab.start_agent("friend2")
+    lab.wait_for({"friend2": "online"}, timeout=30)
+    took = wait_until("friend2 direct with both others",
+                      lambda: all(_modes(lab).get(p) == "direct"
+                                  for p in (("friend1", "friend2"), ("friend2", "friend3"))), 60)
+    print(f"\nboth pairs direct {took:.1f} s after friend2 came back")
+    pairs = {(p["a"], p["b"]): p["direct_by"] for p in _status(lab)["pairs"]}
+    assert pairs[("friend1", "friend2")] == pairs[("friend2", "friend3")] == "declared-endpoint"
+    # friend1 dials the declared endpoint; friend2 learned friend1's NAT mapping from its packets
+    ns1, iface1 = lab.host("friend1").namespace, lab.overlay_iface("friend1")
+    assert public in sh(ns1, "wg", "show", iface1, "endpoints")
+    f1, f2 = _target(lab, "friend1"), _target(lab, "friend2")
+    hub_before = _peer(lab, "friend2")["rx_bytes"] + _peer(lab, "friend2")["tx_bytes"]
+    t = check_io.transfer(NetnsRunner(), f2, f1, nbytes=10_000_000)  # and back the other way
+    grew = _peer(lab, "friend2")["rx_bytes"] + _peer(lab, "friend2")["tx_bytes"] - hub_before
+    print(f"friend2 -> friend1 10 MB at {t['mb_per_s']:.1f} MB/s; hub counters +{grew} bytes")
+    assert t["received"] == 10_000_000 and grew < 1_000_000

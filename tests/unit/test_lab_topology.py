@@ -9,7 +9,14 @@ import pytest
 
 from gpuhive.errors import LabError
 from gpuhive.lab import netns, state
-from gpuhive.lab.topology import IFNAMSIZ, MAX_FRIENDS, NAMESPACE_RE, new_prefix, plan_lab
+from gpuhive.lab.topology import (
+    IFNAMSIZ,
+    MAX_FRIENDS,
+    NAMESPACE_RE,
+    new_prefix,
+    plan_lab,
+    port_forward_commands,
+)
 
 
 def _joined(cmds: list[list[str]]) -> list[str]:
@@ -205,3 +212,16 @@ def test_same_router_friends_share_router_one() -> None:
 def test_same_router_is_bounded() -> None:
     with pytest.raises(LabError, match="same_router"):
         plan_lab("gh00aa", MAX_FRIENDS, same_router=1)
+
+
+def test_port_forward_is_a_dnat_and_a_forward_accept() -> None:
+    cmds = [" ".join(c) for c in port_forward_commands("gh00aa", "gh00aa-w2", "udp", 51821,
+                                                         "192.168.2.2", 51821)]
+    assert any("prerouting" in c and "type nat hook prerouting priority dstnat" in c
+               for c in cmds)
+    assert 'iifname "gh00aa-w2" udp dport 51821 dnat to 192.168.2.2:51821' in cmds[1]
+    assert cmds[2].startswith("nft insert rule ip gh00aa forward") and "ct status dnat" in cmds[2]
+    with pytest.raises(LabError, match="protocol"):
+        port_forward_commands("gh00aa", "gh00aa-w2", "icmp", 1, "192.168.2.2", 1)
+    with pytest.raises(LabError, match="port forward"):
+        port_forward_commands("gh00aa", "gh00aa-w2", "udp", 0, "192.168.2.2", 1)
