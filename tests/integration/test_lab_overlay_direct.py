@@ -25,6 +25,8 @@ from gpuhive.overlay.labnet import pings, sh, wait_until
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="the namespace lab needs root"),
+    pytest.mark.skipif(os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1",
+                       reason="routers and the overlay need the namespace lab, not loopback"),
 ]
 
 
