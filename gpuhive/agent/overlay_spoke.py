@@ -118,8 +118,8 @@ class Spoke:
             try:
                 actions = await asyncio.to_thread(self.paths.tick, self.hub, self.candidates,
                                                   time.time(), random.random())
-            except (GpuhiveError, OSError) as exc:
-                message = getattr(exc, "message", str(exc))
+            except Exception as exc:  # keep trying: the hub carries everything meanwhile
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
                 if message != self._loop_error:
                     log.warning("overlay: direct paths: %s (traffic stays on the hub)", message)
                 self._loop_error = message

@@ -122,7 +122,11 @@ class Controller:
                     await self.serving.respect_owners()
                 if self.hive.hub is not None and now - last_direct >= DIRECT_PUSH_S:
                     last_direct = now
-                    await self.hive.push_direct()
+                    try:
+                        await self.hive.push_direct()
+                    except Exception:  # direct paths are an optimisation: never stop liveness
+                        log.exception("overlay: planning direct paths failed; all traffic "
+                                      "stays on the hub until it works again")
                 if now - last_ssh_poll >= self.settings.heartbeat_interval:
                     last_ssh_poll = now
                     self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))
