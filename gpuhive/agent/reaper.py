@@ -13,6 +13,8 @@ import os
 import signal
 from pathlib import Path
 
+from gpuhive.pids import group_alive
+
 EXEC_ID_VAR = "GPUHIVE_EXEC_ID"
 
 
@@ -50,7 +52,7 @@ async def stop_all(pgid: int, exec_id: str, grace_s: float = 10.0) -> list[int]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace_s
     while loop.time() < deadline:
-        if not tagged(exec_id) and not _group_alive(pgid):
+        if not tagged(exec_id) and not group_alive(pgid):
             return []
         await asyncio.sleep(0.1)
     left = tagged(exec_id)
@@ -61,15 +63,6 @@ async def stop_all(pgid: int, exec_id: str, grace_s: float = 10.0) -> list[int]:
             os.kill(pid, signal.SIGKILL)
     return left
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def orphans(home: str, proc_root: Path = Path("/proc")) -> list[int]:

@@ -21,7 +21,7 @@ from gpuhive.cli.render import age, out, print_json
 from gpuhive.core.ranking import OwnerPolicy
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import CommandFailed, ConfigError, StateError
-from gpuhive.lab.pids import alive
+from gpuhive.pids import alive
 from gpuhive.probe import probe_hardware, probe_software
 
 app = typer.Typer(help="Run or inspect this machine's agent.")

@@ -14,7 +14,7 @@ import typer
 from gpuhive.cli import common, status_view
 from gpuhive.cli.render import out, print_json
 from gpuhive.errors import ControllerUnavailable, StateError
-from gpuhive.lab.pids import alive
+from gpuhive.pids import alive
 
 
 def init(

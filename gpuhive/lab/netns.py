@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from gpuhive import pids as _pids
 from gpuhive.errors import CommandFailed, LabError
-from gpuhive.lab import pids as _pids
 from gpuhive.lab.topology import NAMESPACE_RE, LabPlan
 
 _TOOL_PACKAGE = {"ip": "iproute2", "tc": "iproute2", "nft": "nftables", "sysctl": "procps"}

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpuhive import pids as _pids
 from gpuhive.errors import LabError
-from gpuhive.lab import pids as _pids
 from gpuhive.lab.netns import exec_argv, run
 
 SSHD = "/usr/sbin/sshd"

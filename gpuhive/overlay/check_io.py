@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gpuhive.lab import pids as _pids
+from gpuhive import pids as _pids
 from gpuhive.lab.netns import exec_argv
 from gpuhive.overlay import check
 from gpuhive.overlay.check import PairResult

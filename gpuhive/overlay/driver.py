@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from gpuhive import pids as _pids
 from gpuhive.errors import CommandFailed
-from gpuhive.lab import pids as _pids
 from gpuhive.lab.netns import exec_argv, run
 from gpuhive.overlay import config as cfg
 from gpuhive.overlay.config import Interface, Peer

@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 
 from gpuhive.core.backoff import backoff_delay
+from gpuhive.pids import group_alive
 from gpuhive.serve.engine import EngineCommand, EngineHost, EngineSpec, build_engine_command
 from gpuhive.serve.errors import ChecksumMismatch, WorkerFailed
 from gpuhive.serve.hashing import verify_sha256
@@ -292,15 +293,6 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _since(t: float | None) -> float:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpuhive.lab.pids import alive
+from gpuhive.pids import alive
 from tests.integration.conftest import free_port
 
 

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from gpuhive.pids import group_alive
 from gpuhive.serve.engine import EngineSpec, detect_host
 from gpuhive.serve.errors import ChecksumMismatch, WorkerFailed
 from gpuhive.serve.hashing import sha256_file
 from gpuhive.serve.tinymodel import write_tiny_model
-from gpuhive.serve.worker import SupervisorConfig, WorkerState, WorkerSupervisor, group_alive
+from gpuhive.serve.worker import SupervisorConfig, WorkerState, WorkerSupervisor
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 T = TypeVar("T")

@@ -1,4 +1,5 @@
-"""Signalling and waiting on processes by pid, shared by ``netns`` and ``procs``."""
+"""Signalling and waiting on processes by pid: the lab, the overlay driver, the agent's
+reaper, serving workers and the CLI all ask the same questions."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (macOS): kill(0) said it exists
     return state not in ("Z", "X")
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` runs (someone else's counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def signal_pids(pids: Iterable[int], sig: int, *, group: bool = False) -> None:
