@@ -37,6 +37,7 @@ model and not a measurement, what each run's all-reduces would cost on a link of
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -49,6 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _harness import BenchError, Cleanup, machine_line, tail, verdict
+
+from gpuhive.lab import netns
+from gpuhive.lab.topology import router_namespace, wan_iface
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "llm.py"
@@ -97,17 +101,14 @@ def wan_tx_bytes(lab_dir: Path | None) -> int | None:
     """Bytes sent out of every lab friend's router WAN port so far (None without a lab)."""
     if lab_dir is None:
         return None
-    state = json.loads((lab_dir / "lab.json").read_text())
-    prefix = state["prefix"]
+    prefix = json.loads((lab_dir / "lab.json").read_text())["prefix"]
     total = 0
-    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                             check=True).stdout.split():
-        m = re.fullmatch(rf"{re.escape(prefix)}-r(\d+)", ns)
-        if m:
-            link = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show",
-                                   f"{prefix}-w{m.group(1)}"], capture_output=True, text=True,
-                                  check=True).stdout
-            total += int(json.loads(link)[0]["stats64"]["tx"]["bytes"])
+    for index in itertools.count(1):  # friends with a router of their own: 1, 2, … N
+        ns = router_namespace(prefix, index)
+        if ns not in netns.list_namespaces():
+            return total
+        link = netns.run(["ip", "-n", ns, "-s", "-j", "link", "show", wan_iface(prefix, index)])
+        total += int(json.loads(link)[0]["stats64"]["tx"]["bytes"])
     return total
 
 

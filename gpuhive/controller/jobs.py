@@ -24,6 +24,7 @@ from typing import Any
 from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
+from gpuhive.core.endpoints import host_of
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError
 from gpuhive.train import launch, sync
@@ -179,7 +180,7 @@ class JobSupervisor:
             out.append(Candidate(node.name, len(r.get("gpus") or []) if want_gpu else 0,
                                  node.overlay.get("ip") if up else None,
                                  spoke.get("iface") if up else None,
-                                 node.public_addr.rsplit(":", 1)[0].strip("[]"),
+                                 host_of(node.public_addr),
                                  node.software.get("torch"), node.software.get("nccl")))
         return out
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
+from gpuhive.core.endpoints import host_of
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError
 from gpuhive.overlay import config as wg_config
@@ -136,7 +137,7 @@ def node_net(node: NodeRecord, observed: dict[str, str]) -> NodeNet | None:
         return None
     port = ov.get("listen_port")
     return NodeNet(node.name, key, ip,
-                   public_ip=node.public_addr.rsplit(":", 1)[0].strip("[]"),
+                   public_ip=host_of(node.public_addr),
                    lan_address=status.get("lan") or ov.get("lan") or None,
                    listen_port=port if isinstance(port, int) else None,
                    declared_endpoint=status.get("endpoint") or None,

@@ -25,7 +25,15 @@ from gpuhive.controller import admin_client
 from gpuhive.errors import ControllerUnavailable, GpuhiveError, LabError
 from gpuhive.lab import netns, procs
 from gpuhive.lab import state as lab_state
-from gpuhive.lab.topology import CTL_ADDRESS, Host, new_prefix, plan_lab, port_forward_commands
+from gpuhive.lab.topology import (
+    CTL_ADDRESS,
+    Host,
+    new_prefix,
+    plan_lab,
+    port_forward_commands,
+    router_namespace,
+    wan_iface,
+)
 
 HIVE_PORT = 2222
 DEFAULT_DIR = Path(os.environ.get("GPUHIVE_LAB_DIR", "/tmp/gpuhive-lab"))
@@ -201,7 +209,11 @@ class Lab:
         port on their home router); returns the public ``host:port``. Namespaces only."""
         h = self.host(friend)
         index = friend.removeprefix("friend")
-        router, wan = f"{self.state.prefix}-r{index}", f"{self.state.prefix}-w{index}"
+        if not index.isdigit():
+            raise LabError(f"{friend} has no router of its own to forward a port on",
+                           hint="port forwards are for friends (friend1, friend2, …)")
+        router = router_namespace(self.state.prefix, int(index))
+        wan = wan_iface(self.state.prefix, int(index))
         if self.state.mode != "netns" or router not in netns.list_namespaces():
             raise LabError(f"{friend} has no router of its own to forward a port on",
                            hint="port forwards need the namespace lab (root), and a friend "

@@ -116,6 +116,15 @@ class LabPlan:
         return [["ip", "netns", "del", ns] for ns in reversed(self.namespaces)]
 
 
+def router_namespace(prefix: str, index: int) -> str:
+    return f"{prefix}-r{index}"
+
+
+def wan_iface(prefix: str, index: int) -> str:
+    """Router ``index``'s port on the lab's internet (where NAT and port forwards act)."""
+    return f"{prefix}-w{index}"
+
+
 def new_prefix(rng: random.Random | None = None) -> str:
     """A short per-run prefix like ``gh3fa9``."""
     rng = rng or random.SystemRandom()
@@ -140,7 +149,7 @@ def plan_lab(prefix: str, friends: int, bandwidth: str | None = None,
     routers = []
     for i in range(1, friends + 1):
         wan = f"198.18.0.{10 + i}"
-        routers.append(Router(i, f"{prefix}-r{i}", f"{prefix}-w{i}", wan,
+        routers.append(Router(i, router_namespace(prefix, i), wan_iface(prefix, i), wan,
                               f"{prefix}-l{i}", f"192.168.{i}.1"))
         hosts.append(Host(f"friend{i}", f"{prefix}-f{i}", f"192.168.{i}.2", wan))
     for n in range(friends + 1, friends + 1 + same_router):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from gpuhive.core.endpoints import host_of
 from gpuhive.overlay.config import Peer, host_route_argv, peer_remove_argv, peer_set_argv
 from gpuhive.overlay.errors import OverlayError
 from gpuhive.overlay.parse import PeerStatus
@@ -32,7 +33,7 @@ def _cidrs(ips: Iterable[str]) -> frozenset[str]:
 
 
 def endpoint_is_literal(endpoint: str) -> bool:
-    host = endpoint.rsplit(":", 1)[0].strip("[]")
+    host = host_of(endpoint)
     try:
         ipaddress.ip_address(host)
     except ValueError:
