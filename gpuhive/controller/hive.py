@@ -207,13 +207,15 @@ class Hive:
     async def push_direct(self) -> int:
         """Send each connected agent its direct-path candidates when they changed.
 
-        Called every few seconds and after a link opens: a friend's public or LAN address
-        can change at any time, and so can who else is online. Returns messages sent.
+        Called every ``DIRECT_PUSH_S`` (a new link has no list, so it gets one on the next
+        call): a friend's public or LAN address can change at any time, and so can who else
+        is online. Returns messages sent.
         """
         if self.hub is None or not self.senders:
             return 0
-        plan = await self.hub.direct_plan()
-        names = {n.id: n.name for n in self.registry.list_nodes()}
+        nodes = self.registry.list_nodes()
+        plan = await self.hub.direct_plan(nodes)
+        names = {n.id: n.name for n in nodes}
         sent = 0
         for node_id, (_conn, send) in list(self.senders.items()):
             direct = [to_wire(c) for c in plan.get(names.get(node_id, ""), [])]

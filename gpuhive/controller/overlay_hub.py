@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ class OverlayHub:
             log.info("overlay hub: applied %d peer change(s)", len(cmds))
         return cmds
 
-    async def direct_plan(self) -> dict[str, list[DirectCandidate]]:
+    async def direct_plan(self, nodes: Iterable[NodeRecord]) -> dict[str, list[DirectCandidate]]:
         """Node name → the direct peers it should try (``overlay.direct`` decides)."""
         observed: dict[str, str] = {}
         if self.settings.overlay_punch and self.device is not None:
@@ -86,8 +87,7 @@ class OverlayHub:
                 observed = {p.public_key: p.endpoint
                             for p in await asyncio.to_thread(driver.status, self.iface)
                             if p.endpoint}
-        nets = [net for n in self.registry.list_nodes()
-                if (net := node_net(n, observed)) is not None]
+        nets = [net for n in nodes if (net := node_net(n, observed)) is not None]
         return plan_direct(nets, punch=self.settings.overlay_punch)
 
     async def status(self) -> dict[str, Any]:
@@ -113,11 +113,9 @@ class OverlayHub:
         nodes = [n for n in self.registry.list_nodes() if n.overlay.get("ip")]
         nets = [net for n in nodes if (net := node_net(n, {})) is not None]
         routes = pair_routes(nets, punch=self.settings.overlay_punch)
-        # a node that is gone has no paths, whatever its last report said
-        live = {net.node for net in nets}
-        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes
-                   if n.name in live}
+        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes}
         modes = pair_modes([n.name for n in nodes], reports)
+        live = {net.node for net in nets}  # a gone node has no paths, whatever it last said
         return [{"a": a, "b": b, "mode": mode if {a, b} <= live else "hub",
                  "direct_by": routes.get((a, b), "hub")}
                 for (a, b), mode in sorted(modes.items())]
