@@ -223,6 +223,20 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def exit_status(run: Callable[[], bool]) -> int:
+    """A bench's exit status: 0 every target met, 1 some missed, 2 it could not measure,
+    130 interrupted. Call it inside ``Cleanup`` so whatever started is stopped after."""
+    try:
+        ok = run()
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        return 130
+    return 0 if ok else 1
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

@@ -39,6 +39,7 @@ from _harness import (
     ControllerProc,
     clean_env,
     cpu_seconds,
+    exit_status,
     free_port_range,
     machine_line,
     median,
@@ -309,7 +310,7 @@ def main() -> int:
         print("error: OpenSSH `ssh` is needed for the baseline", file=sys.stderr)
         return 2
     with Cleanup("gpuhive-bench-fanout-", keep=args.keep) as cl:
-        try:
+        def run() -> bool:
             t0 = time.perf_counter()
             print(f"setting up {args.nodes} agents in {cl.dir}", flush=True)
             ctl, agents_dir, nodes = setup(cl, args.nodes, args.profile)
@@ -323,13 +324,8 @@ def main() -> int:
             if args.profile:
                 cl.stop_all()  # SIGTERM first: both processes exit cleanly and write profiles
                 print_profiles(args.profile)
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; cleaning up", file=sys.stderr)
-            return 130
-    return 0 if ok else 1
+            return ok
+        return exit_status(run)
 
 
 if __name__ == "__main__":

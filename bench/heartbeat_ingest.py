@@ -33,6 +33,7 @@ from _harness import (
     Cleanup,
     ControllerProc,
     cpu_seconds,
+    exit_status,
     free_port,
     free_port_range,
     machine_line,
@@ -301,15 +302,7 @@ def main() -> int:
         return 0
     with Cleanup("gpuhive-bench-ingest-", keep=args.keep) as cl:
         print(f"setting up {args.links} links in {cl.dir}", flush=True)
-        try:
-            ok = run(args, cl)
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; cleaning up", file=sys.stderr)
-            return 130
-    return 0 if ok else 1
+        return exit_status(lambda: run(args, cl))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import BenchError, Cleanup, machine_line, tail, verdict
+from _harness import BenchError, Cleanup, exit_status, machine_line, tail, verdict
 
 from gpuhive.lab import netns
 from gpuhive.lab.topology import router_namespace, wan_iface
@@ -222,7 +222,7 @@ def main() -> int:
               "--lr", str(args.lr), "--seed", str(args.seed), "--checkpoint-every", "0",
               "--target-loss", str(args.target_loss)]
     with Cleanup("gpuhive-bench-wan-training-", keep=args.keep) as cl:
-        try:
+        def both() -> bool:
             print(f"runs in {cl.dir}", flush=True)
             ddp = run_one(cl, "ddp", args.launch, args.nproc,
                           [*common, "--mode", "ddp", "--compress", "none",
@@ -231,15 +231,8 @@ def main() -> int:
                          [*common, "--mode", "diloco", "--sync-every", str(args.sync_every),
                           "--compress", "bf16", "--eval-every", str(args.sync_every)],
                          args.timeout, args.lab)
-            ok = report(args, ddp, dl)
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; cleaning up", file=sys.stderr)
-            return 130
-    return 0 if ok else 1
-
+            return report(args, ddp, dl)
+        return exit_status(both)
 
 if __name__ == "__main__":
     sys.exit(main())
