@@ -15,27 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.lab import hive, procs
+from gpuhive.lab import procs
 from gpuhive.lab.hive import Lab, LabOptions
+from tests.integration.labs import running_lab
 
 INTERVAL = 0.5
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
     # GPUHIVE_LAB_LOOPBACK=1 runs the same tests on the no-root fallback
-    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
-    lab = hive.up(LabOptions(friends=3, heartbeat_interval=INTERVAL, backoff_cap=1.0,
-                             loopback=loopback), lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
-        assert not lab_dir.exists()
-        if lab.state.mode == "netns":
-            from gpuhive.lab.netns import list_namespaces
-            assert not [ns for ns in list_namespaces() if ns.startswith(lab.state.prefix)]
+    yield from running_lab(
+        tmp_path_factory, LabOptions(friends=3, heartbeat_interval=INTERVAL, backoff_cap=1.0))
 
 
 def _json(lab: Lab, *args: str, host: str = "ctl") -> object:

@@ -4,26 +4,19 @@ owner controls. Friend links are shaped to 20 Mbit/s (tbf on the router, as root
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from gpuhive.lab import hive
 from gpuhive.lab.hive import Lab, LabOptions
+from tests.integration.labs import running_lab
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
-    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
-    lab = hive.up(LabOptions(friends=2, bandwidth="20mbit", heartbeat_interval=0.5,
-                             loopback=loopback), lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
+    yield from running_lab(
+        tmp_path_factory, LabOptions(friends=2, bandwidth="20mbit", heartbeat_interval=0.5))
 
 
 def _ok(proc) -> str:  # type: ignore[no-untyped-def]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.lab import hive
 from gpuhive.lab.hive import Lab, LabOptions
+from tests.integration.labs import running_lab
 
 PROMETHEUS = shutil.which("prometheus")
 CHROMIUM = shutil.which("chromium")
@@ -24,13 +24,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
-    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
-    lab = hive.up(LabOptions(friends=2, heartbeat_interval=0.5, loopback=loopback), lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
+    yield from running_lab(tmp_path_factory, LabOptions(friends=2, heartbeat_interval=0.5))
 
 
 def _fetch(lab: Lab, url: str) -> str:

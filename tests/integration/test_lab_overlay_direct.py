@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from gpuhive.lab import hive
 from gpuhive.lab.hive import Lab, LabOptions
 from gpuhive.overlay import check_io
 from gpuhive.overlay.check_io import NetnsRunner, Target
 from gpuhive.overlay.labnet import pings, sh, wait_until
+from tests.integration.labs import running_lab
 
 pytestmark = [
     pytest.mark.lab,
@@ -32,13 +32,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
-    lab = hive.up(LabOptions(friends=2, same_router=1, heartbeat_interval=0.5, overlay=True),
-                  lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
+    yield from running_lab(tmp_path_factory, LabOptions(friends=2, same_router=1,
+                                                        heartbeat_interval=0.5, overlay=True))
 
 
 def _status(lab: Lab) -> dict:

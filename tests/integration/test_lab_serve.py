@@ -4,7 +4,6 @@ against the controller's gateway, a node killed mid-stream, nothing left after s
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.lab import hive, procs
+from gpuhive.lab import procs
 from gpuhive.lab.hive import Lab, LabOptions
+from tests.integration.labs import running_lab
 
 CLIENT = Path(__file__).resolve().parents[1] / "data" / "serve" / "client.py"
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by scripts/setup.sh")
@@ -21,13 +21,7 @@ pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by script
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
-    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
-    lab = hive.up(LabOptions(friends=2, heartbeat_interval=0.5, loopback=loopback), lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
+    yield from running_lab(tmp_path_factory, LabOptions(friends=2, heartbeat_interval=0.5))
 
 
 def _client(lab: Lab, key: str, mode: str, *kill: str) -> dict:

@@ -17,24 +17,18 @@ from pathlib import Path
 import pytest
 
 from gpuhive.agent import reaper
-from gpuhive.lab import hive
 from gpuhive.lab.hive import Lab, LabOptions
+from tests.integration.labs import running_lab
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "train"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "hive"
     # As root: three NAT'd friends whose ranks reach each other only over the WireGuard
     # overlay (wireguard-go). Otherwise local processes, ranks on loopback.
-    loopback = os.environ.get("GPUHIVE_LAB_LOOPBACK") == "1"
-    lab = hive.up(LabOptions(friends=3, heartbeat_interval=0.5, overlay=True,
-                             loopback=loopback), lab_dir)
-    try:
-        yield lab
-    finally:
-        hive.down(lab_dir)
+    yield from running_lab(
+        tmp_path_factory, LabOptions(friends=3, heartbeat_interval=0.5, overlay=True))
 
 
 @pytest.fixture
