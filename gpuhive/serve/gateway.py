@@ -200,7 +200,7 @@ class Gateway:
                                          headers=SSE_HEADERS)
             content = await complete(self, call)
             status = 200
-            self._account_usage(call, content)
+            self._account_usage(call)
             return Response(content, media_type="application/json")
         except ApiError as exc:
             status = exc.status
@@ -209,13 +209,8 @@ class Gateway:
             if not streaming:
                 self.metrics.request_done(model, route, status, self.clock() - t0)
 
-    def _account_usage(self, call: Call, content: bytes) -> None:
-        try:
-            usage = json.loads(content).get("usage") or {}
-            prompt = int(usage.get("prompt_tokens") or 0)
-            completion = int(usage.get("completion_tokens") or 0)
-        except (ValueError, TypeError, AttributeError):
-            prompt, completion = call.prompt_tokens_estimate(), 0
+    def _account_usage(self, call: Call) -> None:
+        prompt, completion = call.usage or (call.prompt_tokens_estimate(), 0)
         self.metrics.add_tokens(call.model, prompt, completion)
         self.charge(call.key, prompt + completion)
 

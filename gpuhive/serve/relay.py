@@ -61,6 +61,7 @@ class Call:
     profile: ModelProfile
     key: ApiKey | None
     started: float  # gateway clock
+    usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
 
     @property
     def chat(self) -> bool:
@@ -120,18 +121,21 @@ async def complete(gw: Gateway, call: Call) -> bytes:
             continue
         finally:
             gw.end(replica)
-        gw.succeeded(replica, gw.clock() - t0)
-        gw.generated(replica, completion_tokens(content), gw.clock() - t0)
+        seconds = gw.clock() - t0
+        gw.succeeded(replica, seconds)
+        call.usage = usage_of(content)
+        if call.usage is not None:
+            gw.generated(replica, call.usage[1], seconds)
         return content
 
 
-def completion_tokens(content: bytes) -> int:
-    """The engine's own count from a non-streamed answer's ``usage`` (0 when absent)."""
+def usage_of(content: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a non-streamed answer's ``usage``; None without."""
     try:
-        n = (json.loads(content).get("usage") or {}).get("completion_tokens")
-    except (ValueError, AttributeError):
-        return 0
-    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+        usage = json.loads(content).get("usage") or {}
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class StreamRelay:
