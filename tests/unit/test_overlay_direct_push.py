@@ -16,8 +16,9 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.core.messages import Message, decode, encode
 from gpuhive.core.model import CpuInfo, Hardware
-from gpuhive.overlay import keys
+from gpuhive.overlay import driver, keys
 from gpuhive.overlay.direct import DirectCandidate, from_wire, to_wire
+from gpuhive.overlay.parse import PeerStatus
 
 HW = Hardware(hostname="box", cpu=CpuInfo(cores=4), memory_total_mib=8192)
 KEY = keys.generate_keypair().public_key
@@ -137,3 +138,22 @@ def test_pairs_trust_only_live_reports(tmp_path: Path) -> None:
     assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "direct", "direct_by": "same-lan"}]
     reg.set_connection(b, connected_since=None, public_addr="", now=2.0, event="disconnected")
     assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "hub", "direct_by": "hub"}]
+
+
+def test_punching_dials_the_mappings_the_hub_observed(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry(tmp_path / "r.db")
+    settings = Settings(overlay=True, overlay_punch=True)
+    hub = OverlayHub(settings, reg, tmp_path / "hub.key")
+    a = _enroll(reg, "a", "192.168.1.2", "198.18.0.11")
+    b = _enroll(reg, "b", "192.168.2.2", "198.18.0.12")  # two routers: only punching applies
+    keys_of = {nid: (reg.fact(nid, "overlay") or {})["wg_public_key"] for nid in (a, b)}
+    seen = {keys_of[a]: "198.18.0.11:1024", keys_of[b]: "198.18.0.12:2048"}
+    monkeypatch.setattr(driver, "status", lambda iface, ns=None: [
+        PeerStatus(k, e, (), 1, 0, 0, None) for k, e in seen.items()])
+    hub.device = object()  # type: ignore[assignment]  # "up": its wg show is the fake above
+    plan = asyncio.run(hub.direct_plan(reg.list_nodes()))
+    assert [(c.peer, c.endpoint, c.reason) for c in plan["a"]] == \
+        [("b", "198.18.0.12:2048", "nat-punch")]
+    hub.settings = Settings(overlay=True)  # off by default: the hub only
+    assert asyncio.run(hub.direct_plan(reg.list_nodes())) == {"a": [], "b": []}
