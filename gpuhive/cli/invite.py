@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, print_json, status_text
+from gpuhive.cli.render import age, out, plain_table, print_json, status_text
 
 app = typer.Typer(help="Create, list and revoke join tokens.", no_args_is_help=False)
 
@@ -38,10 +38,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="machine-readable 
     if json_out:
         print_json(rows)
         return
-    from rich.table import Table
-    table = Table(box=None, pad_edge=False)
-    for col in ("ID", "NAME", "STATE", "USES", "CREATED", "EXPIRES"):
-        table.add_column(col)
+    table = plain_table("ID", "NAME", "STATE", "USES", "CREATED", "EXPIRES")
     for r in rows:
         table.add_row(r["id"], r["name"] or "-", status_text(r["state"]),
                       f"{r['uses']}/{r['max_uses']}", age(r["created_at"]),

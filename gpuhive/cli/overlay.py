@@ -7,7 +7,7 @@ import time
 import typer
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, print_json
+from gpuhive.cli.render import age, out, plain_table, print_json
 
 app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training traffic.")
 
@@ -25,10 +25,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         out.print(f"the overlay is not running ({st.get('hint', '')})")
         raise typer.Exit(1)
     out.print(f"hub {st['iface']} {st['hub_ip']} udp/{st['port']} ({st['kind']})")
-    from rich.table import Table
-    table = Table(box=None, pad_edge=False)
-    for col in ("NODE", "OVERLAY IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "SPOKE"):
-        table.add_column(col)
+    table = plain_table("NODE", "OVERLAY IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "SPOKE")
     now = time.time()
     for p in st["peers"]:
         spoke = p.get("spoke") or {}
@@ -45,10 +42,7 @@ def _print_pairs(pairs: list[dict]) -> None:
         return
     direct = [p for p in pairs if p["mode"] == "direct"]
     out.print(f"\n{len(direct)} of {len(pairs)} spoke pair(s) direct, the rest through the hub")
-    from rich.table import Table
-    table = Table(box=None, pad_edge=False)
-    for col in ("PAIR", "PATH", "DIRECT POSSIBLE BY"):
-        table.add_column(col)
+    table = plain_table("PAIR", "PATH", "DIRECT POSSIBLE BY")
     for p in pairs:
         table.add_row(f"{p['a']} ↔ {p['b']}", p["mode"],
                       p["direct_by"] if p["direct_by"] != "hub" else "-")

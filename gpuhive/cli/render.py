@@ -86,11 +86,17 @@ def link_cell(link: dict[str, Any]) -> str:
     return text
 
 
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "STATUS", "GPUS (free/total util temp power)", "SOFTWARE", "CPU/RAM",
-                "LINK", "REL", "SEEN", "REASON / FROM"):
+def plain_table(*columns: str, pad_edge: bool = False) -> Table:
+    """A borderless table with these column headers: how every listing here looks."""
+    table = Table(box=None, pad_edge=pad_edge)
+    for col in columns:
         table.add_column(col)
+    return table
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = plain_table("NAME", "STATUS", "GPUS (free/total util temp power)", "SOFTWARE",
+                        "CPU/RAM", "LINK", "REL", "SEEN", "REASON / FROM")
     for n in nodes:
         hw = n.get("hardware") or {}
         cores = (hw.get("cpu") or {}).get("cores")

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, print_json, status_text
+from gpuhive.cli.render import age, out, plain_table, print_json, status_text
 
 
 class _ModelOrCommand(TyperGroup):
@@ -60,10 +60,7 @@ def serve_ls(json_out: bool = typer.Option(False, "--json", help="machine-readab
     if not rows:
         out.print("nothing served: `gpuhive serve MODEL`")
         return
-    from rich.table import Table
-    table = Table(box=None, pad_edge=False)
-    for col in ("MODEL", "NODE", "STATE", "RESTARTS", "TOKENS/S", "IN FLIGHT", "ERROR"):
-        table.add_column(col)
+    table = plain_table("MODEL", "NODE", "STATE", "RESTARTS", "TOKENS/S", "IN FLIGHT", "ERROR")
     for r in rows:
         rate = r.get("tokens_per_s")
         table.add_row(r["model"], r["node"], status_text(r["state"]), str(r["restarts"]),

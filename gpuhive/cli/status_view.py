@@ -9,10 +9,9 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
-from gpuhive.cli.render import age, nodes_table, out, status_text
+from gpuhive.cli.render import age, nodes_table, out, plain_table, status_text
 from gpuhive.errors import GpuhiveError
 
 
@@ -24,23 +23,19 @@ def render(data: dict[str, Any]) -> RenderableType:
         f"{counts} · {st['connected']} connected · http {st.get('http') or '-'}")
     parts: list[RenderableType] = [head, Panel(nodes_table(data["nodes"]), title="nodes")]
     if data.get("jobs"):
-        jobs = Table(box=None)
-        for col in ("JOB", "STATE", "NODES", "STARTED"):
-            jobs.add_column(col)
+        jobs = plain_table("JOB", "STATE", "NODES", "STARTED", pad_edge=True)
         for j in data["jobs"]:
             jobs.add_row(j.get("name") or j["id"], status_text(j["state"]),
                          ", ".join(j.get("nodes", [])), age(j.get("started_at")))
         parts.append(Panel(jobs, title="jobs"))
     if data.get("replicas"):
-        reps = Table(box=None)
-        for col in ("MODEL", "NODE", "STATE", "IN FLIGHT"):
-            reps.add_column(col)
+        reps = plain_table("MODEL", "NODE", "STATE", "TOKENS/S", "IN FLIGHT", pad_edge=True)
         for r in data["replicas"]:
-            reps.add_row(r["model"], r["node"], r["state"], str(r.get("in_flight", 0)))
+            rate = r.get("tokens_per_s")
+            reps.add_row(r["model"], r["node"], r["state"], "-" if rate is None else f"{rate:.1f}",
+                         str(r.get("in_flight", 0)))
         parts.append(Panel(reps, title="serving"))
-    events = Table(box=None)
-    for col in ("WHEN", "NODE", "EVENT", "DETAIL"):
-        events.add_column(col)
+    events = plain_table("WHEN", "NODE", "EVENT", "DETAIL", pad_edge=True)
     for e in data.get("events", [])[:12]:
         events.add_row(age(e["at"]), e["node"], status_text(e["event"]), e["detail"])
     parts.append(Panel(events, title="recent events"))

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, print_json, status_text
+from gpuhive.cli.render import age, out, plain_table, print_json, status_text
 from gpuhive.errors import ConfigError, ControllerUnavailable
 
 jobs_app = typer.Typer(help="Training jobs: list, follow logs, cancel.")
@@ -156,10 +156,7 @@ def jobs_list(ctx: typer.Context,
     if not jobs:
         out.print("no jobs yet: `gpuhive train SCRIPT --nodes N`")
         return
-    from rich.table import Table
-    table = Table(box=None, pad_edge=False)
-    for col in ("JOB", "NAME", "STATE", "NODES", "STARTED", "LAST EVENT"):
-        table.add_column(col)
+    table = plain_table("JOB", "NAME", "STATE", "NODES", "STARTED", "LAST EVENT")
     for j in jobs:
         last = j["events"][-1] if j["events"] else {}
         table.add_row(j["id"], j["name"], status_text(j["state"]), ", ".join(j["nodes"]),
