@@ -87,7 +87,7 @@ class ServeManager:
         self.home = home
         self.clock = clock
         self.deployments: dict[str, Deployment] = {}
-        self.gateway: Any = None  # set by the daemon, for in-flight counts
+        self.gateway: Any = None  # set by the daemon: in-flight counts and tokens/s
 
     # ---- ReplicaSource ----------------------------------------------------------------
 
