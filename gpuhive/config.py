@@ -7,6 +7,7 @@ bad one raises ``ConfigError`` naming the key and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -151,9 +152,18 @@ def write_settings(path: Path, values: Mapping[str, Any]) -> None:
     for key, value in values.items():
         _coerce(key, value, "write_settings")
         if isinstance(value, str):
-            lines.append(f'{key} = "{value}"')
+            lines.append(f"{key} = {json.dumps(value)}")  # a TOML basic string, escaped
         elif isinstance(value, bool):
             lines.append(f"{key} = {'true' if value else 'false'}")
         else:
             lines.append(f"{key} = {value}")
     path.write_text("\n".join(lines) + "\n")
+
+
+def update_settings(path: Path, values: Mapping[str, Any]) -> None:
+    """Set ``values`` in a config.toml, keeping the settings already there."""
+    try:
+        old = tomllib.loads(path.read_text()) if path.exists() else {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", hint="fix or delete the file") from exc
+    write_settings(path, {**old, **values})

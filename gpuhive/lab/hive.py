@@ -8,7 +8,6 @@ start it, with its own $GPUHIVE_HOME under the lab directory.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuhive.agent import reaper
+from gpuhive.config import update_settings
 from gpuhive.controller import admin_client
 from gpuhive.errors import ControllerUnavailable, GpuhiveError, LabError
 from gpuhive.lab import netns, procs
@@ -226,11 +226,7 @@ class Lab:
     def set_config(self, host: str, **values: str | int | float | bool) -> None:
         """Add settings to a host's config.toml (takes effect when its process restarts)."""
         home = self.controller_home if host == "ctl" else self.node_home(host)
-        path = home / "config.toml"
-        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-        old = path.read_text() if path.exists() else ""
-        path.write_text(old + ("" if not old or old.endswith("\n") else "\n")
-                        + "\n".join(lines) + "\n")
+        update_settings(home / "config.toml", values)
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.admin("nodes.list"))

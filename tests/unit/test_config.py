@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.config import Settings, load_settings, write_settings
+from gpuhive.config import Settings, load_settings, update_settings, write_settings
 from gpuhive.errors import ConfigError
 
 
@@ -46,3 +46,15 @@ def test_broken_file(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("listen_port = = 3\n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path, env={})
+
+
+def test_update_settings_keeps_what_is_there_and_escapes_strings(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    write_settings(path, {"listen_port": 3000})
+    update_settings(path, {"overlay_endpoint": "home.example.org:51821",
+                           "endpoint": 'ctl "x":2222'})
+    s = load_settings(tmp_path, env={})
+    assert s.listen_port == 3000 and s.overlay_endpoint == "home.example.org:51821"
+    assert s.endpoint == 'ctl "x":2222'
+    with pytest.raises(ConfigError, match="unknown setting"):
+        update_settings(path, {"no_such_key": 1})
