@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import asyncssh
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
 from gpuhive.core import tokens
-from gpuhive.core.endpoints import valid_endpoint
+from gpuhive.core.endpoints import is_address, valid_endpoint
 from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.nodeview import prune_thermal, thermal_onsets
@@ -244,17 +243,10 @@ def _spoke_status(report: Any) -> dict[str, Any] | None:
     return {"up": report.get("up") is True,
             "iface": iface if isinstance(iface, str) and len(iface) <= 15 else None,
             "error": str(report.get("error") or "")[:300], "since": report.get("since"),
-            "lan": lan if isinstance(lan, str) and _is_address(lan) else None,
+            "lan": lan if is_address(lan) else None,
             "endpoint": endpoint if isinstance(endpoint, str) and valid_endpoint(endpoint)
             else None,
             # peer node → hub | trying | direct, as the spoke's direct-path loop sees it
             "paths": {str(k)[:63]: v for k, v in list(paths.items())[:MAX_PATHS]
                       if v in ("hub", "trying", "direct")} if isinstance(paths, dict) else {}}
 
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

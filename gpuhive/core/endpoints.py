@@ -8,6 +8,15 @@ import re
 _DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
 
 
+def is_address(text: object) -> bool:
+    """A literal IPv4 or IPv6 address (no brackets, no port)."""
+    try:
+        ipaddress.ip_address(text if isinstance(text, str) else "")
+    except ValueError:
+        return False
+    return True
+
+
 def host_of(endpoint: str) -> str:
     """The host of ``host:port`` / ``[v6]:port`` (brackets dropped)."""
     return endpoint.rsplit(":", 1)[0].strip("[]")
@@ -21,9 +30,4 @@ def valid_endpoint(endpoint: str) -> bool:
         return False
     if _DNS_NAME.fullmatch(host) and not host.replace(".", "").isdigit():
         return True
-    try:
-        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]")
-                             else host)
-    except ValueError:
-        return False
-    return True
+    return is_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)

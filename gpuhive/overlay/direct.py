@@ -18,13 +18,12 @@ Anything else stays on the hub.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from gpuhive.core.endpoints import valid_endpoint
+from gpuhive.core.endpoints import is_address, valid_endpoint
 from gpuhive.overlay.keys import is_valid_key
 
 Reason = Literal["same-lan", "declared-endpoint", "nat-punch"]
@@ -128,10 +127,8 @@ def from_wire(node: str, item: object) -> DirectCandidate:
         raise ValueError("a direct candidate has no peer name")
     if not isinstance(key, str) or not is_valid_key(key):
         raise ValueError(f"direct candidate {peer}: bad public key")
-    try:
-        ipaddress.ip_address(ip if isinstance(ip, str) else "")
-    except ValueError:
-        raise ValueError(f"direct candidate {peer}: bad overlay address {ip!r}") from None
+    if not is_address(ip):
+        raise ValueError(f"direct candidate {peer}: bad overlay address {ip!r}")
     if endpoint is not None and not (isinstance(endpoint, str) and valid_endpoint(endpoint)):
         raise ValueError(f"direct candidate {peer}: bad endpoint {endpoint!r}")
     if reason not in _REASONS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from gpuhive.core.endpoints import host_of
+from gpuhive.core.endpoints import host_of, is_address
 from gpuhive.overlay.config import Peer, host_route_argv, peer_remove_argv, peer_set_argv
 from gpuhive.overlay.errors import OverlayError
 from gpuhive.overlay.parse import PeerStatus
@@ -33,12 +33,7 @@ def _cidrs(ips: Iterable[str]) -> frozenset[str]:
 
 
 def endpoint_is_literal(endpoint: str) -> bool:
-    host = host_of(endpoint)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return is_address(host_of(endpoint))
 
 
 def _endpoint_changed(want: str | None, have: str | None) -> bool:
