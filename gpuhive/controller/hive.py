@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncssh
@@ -158,6 +158,20 @@ class Hive:
             with contextlib.suppress(GpuhiveError):
                 self.registry.set_connection(node.id, connected_since=None, public_addr="",
                                              now=self.clock(), event="disconnected")
+            self._forget_spoke(node.id)
+
+    def _forget_spoke(self, node_id: str) -> None:
+        """Drop a disconnected node's spoke report: what comes back may be a fresh agent
+        with no direct peers yet, and its old report must not read as direct meanwhile."""
+        self.spoke_status.pop(node_id, None)
+        beat = self.pending.get(node_id)
+        if beat is not None:
+            self.pending[node_id] = replace(beat, overlay=None)
+        with contextlib.suppress(GpuhiveError):
+            current = self.registry.fact(node_id, "overlay") or {}
+            if "status" in current:
+                self.registry.set_facts(
+                    node_id, overlay={k: v for k, v in current.items() if k != "status"})
 
     # ---- controller side --------------------------------------------------------------
 

@@ -102,7 +102,15 @@ def test_a_departed_peer_is_dropped_and_a_returning_one_goes_direct_again(lab: L
     wait_until("friend1 <-> friend3 direct again",
                lambda: _modes(lab).get(("friend1", "friend3")) == "direct", 60)
     print(f"\ndirect again {time.monotonic() - started:.1f} s after friend3 came back")
-    assert pings(ns1, _peer(lab, "friend3")["overlay_ip"], count=2)
+    ok = pings(ns1, _peer(lab, "friend3")["overlay_ip"], count=2)
+    assert ok, _wg_both(lab, "friend1", "friend3")
+
+
+def _wg_both(lab: Lab, *names: str) -> str:
+    """Both ends' `wg show` and the controller's view: what a failed check needs to say why."""
+    out = [f"{n}: {sh(lab.host(n).namespace, 'wg', 'show', lab.overlay_iface(n))}"
+           for n in names]
+    return "\n".join([*out, json.dumps(_status(lab), indent=1)])
 
 
 def test_a_declared_endpoint_behind_a_port_forward_is_dialled_by_everyone(lab: Lab) -> None:

@@ -140,6 +140,42 @@ def test_pairs_trust_only_live_reports(tmp_path: Path) -> None:
     assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "hub", "direct_by": "hub"}]
 
 
+class FakeConn:
+    def close(self) -> None:
+        pass
+
+
+def test_a_closed_link_forgets_the_spoke_report_until_the_next_heartbeat(
+        tmp_path: Path) -> None:
+    # The agent that comes back may be a fresh process with no direct peers: its old
+    # "direct" report must not make the pair read direct before it says so again.
+    reg, hive = _hive(tmp_path)
+    a = _enroll(reg, "a", "192.168.1.2", "198.18.0.11")
+    b = _enroll(reg, "b", "192.168.101.2", "198.18.0.11")
+    for nid, other in ((a, "b"), (b, "a")):
+        ov = reg.fact(nid, "overlay") or {}
+        reg.set_facts(nid, overlay={**ov, "status": {**ov["status"], "paths": {other: "direct"}}})
+    conn = FakeConn()
+    hive.links[b] = {conn}  # type: ignore[arg-type]
+    hive.heartbeat(reg.get_node(b), Message(type="heartbeat", fields={
+        "state": "idle", "hardware": HW.to_dict(),
+        "overlay": {"up": True, "paths": {"a": "direct"}}}))
+    hive.link_closed(reg.get_node(b), conn)  # type: ignore[arg-type]
+    hive.flush()  # the beat that was waiting must not bring the old report back
+    assert "status" not in (reg.fact(b, "overlay") or {})
+    assert (reg.fact(b, "overlay") or {})["wg_public_key"]  # its identity stays
+    # b's agent is back (connected again) but has not reported its spoke yet
+    reg.set_connection(b, connected_since=3.0, public_addr="198.18.0.11:40001", now=3.0,
+                       event="connected")
+    assert node_net(reg.get_node(b), {}) is None  # not offered to others yet
+    assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "hub", "direct_by": "hub"}]
+    hive.heartbeat(reg.get_node(b), Message(type="heartbeat", fields={
+        "state": "idle", "hardware": HW.to_dict(),
+        "overlay": {"up": True, "lan": "192.168.101.2", "paths": {"a": "trying"}}}))
+    hive.flush()
+    assert hive.hub.pairs()[0]["mode"] == "trying"
+
+
 def test_punching_dials_the_mappings_the_hub_observed(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     reg = Registry(tmp_path / "r.db")
