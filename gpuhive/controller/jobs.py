@@ -45,6 +45,7 @@ RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$")
 # elastic agent restarts it, at the new size when a node was lost
 RESTART_HINTS = ("failed (exitcode:",)
 TAIL_LINES = 40  # per node, to name the cause when it fails
+LISTENER_EXIT_S = 10.0  # the preflight listener's own exit, once every node reached it
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -201,7 +202,8 @@ class JobSupervisor:
     async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
                            port: int) -> None:
         host, addr = nodes[0], placements[0].address
-        listen = asyncio.ensure_future(self.nodes.output(host, launch.listen_command(addr, port)))
+        listen = asyncio.ensure_future(self.nodes.output(
+            host, launch.listen_command(addr, port, expect=len(nodes) - 1)))
         try:
             results = await asyncio.gather(
                 *(self.nodes.output(n, launch.connect_command(addr, port)) for n in nodes[1:]),
@@ -212,6 +214,10 @@ class JobSupervisor:
                         f"node {n.name} cannot reach the rendezvous {addr}:{port} on "
                         f"{host.name}", hint="check `gpuhive overlay check`; the overlay "
                         "must carry traffic between friends")
+            # every node got through, so the listener exits by itself: wait until it has,
+            # or torchrun may find the port still taken
+            with contextlib.suppress(asyncio.TimeoutError, GpuhiveError):
+                await asyncio.wait_for(listen, LISTENER_EXIT_S)
         finally:
             listen.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

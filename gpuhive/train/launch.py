@@ -118,8 +118,12 @@ def disk_free_command() -> str:
     return f'mkdir -p {NODE_HOME}; df -Pk {NODE_HOME} | tail -1'
 
 
-def listen_command(address: str, port: int, seconds: int = 20) -> str:
-    """Preflight: accept connections on the rendezvous port for a while (host node)."""
+def listen_command(address: str, port: int, expect: int, seconds: int = 20) -> str:
+    """Preflight: accept ``expect`` connections on the rendezvous port (host node), then exit.
+
+    Exiting by itself matters: torchrun binds this same port next, and a listener that is
+    still winding down when it does makes the rendezvous host fail with "address in use".
+    """
     family = "AF_INET6" if ":" in address else "AF_INET"
     code = "\n".join([
         "import socket, time",
@@ -128,12 +132,13 @@ def listen_command(address: str, port: int, seconds: int = 20) -> str:
         f"s.bind(({address!r}, {port}))",
         "s.listen(64)",
         "s.settimeout(1)",
-        f"end = time.time() + {seconds}",
-        "while time.time() < end:",
+        f"end, seen = time.time() + {seconds}, 0",
+        f"while seen < {expect} and time.time() < end:",
         "    try:",
-        "        c, _ = s.accept(); c.settimeout(5); c.recv(1); c.close()",
+        "        c, _ = s.accept(); seen += 1; c.settimeout(5); c.recv(1); c.close()",
         "    except OSError:",
         "        pass",
+        "s.close()",
     ])
     return f"exec {NODE_PYTHON} -c {shlex.quote(code)}"
 
