@@ -42,18 +42,18 @@ def test_nvml_raises_falls_back_to_nvidia_smi() -> None:
 
 
 def test_nvml_hangs_is_cut_off_and_next_step_runs() -> None:
-    release = threading.Event()
+    release, returned = threading.Event(), threading.Event()
     calls = []
 
     def nvml_hangs(timeout_s: float) -> GpuProbeResult:
         calls.append(timeout_s)
         release.wait(30)
+        returned.set()
         return GpuProbeResult([])
 
     chain = ProbeChain([GpuProbe("nvml", nvml_hangs), GpuProbe("nvidia-smi", smi_ok)])
-    t0 = time.monotonic()
     r = chain.run(timeout_s=3.0, per_step_s=0.2)
-    assert time.monotonic() - t0 < 2.0
+    assert not returned.is_set()  # the chain did not wait for the hung call
     assert r.source == "nvidia-smi" and len(r.gpus) == 1
     assert r.notes == ["nvml: failed: timed out after 0.2 s"]
     # The hung call is remembered: the next probe does not start a second one.

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 from gpuhive.train import launch
 
@@ -28,13 +27,11 @@ def _sh(command: str) -> subprocess.Popen[bytes]:
 
 def test_the_listener_exits_once_every_node_reached_it_and_frees_the_port() -> None:
     port = _free_port()
-    listener = _sh(launch.listen_command("127.0.0.1", port, expect=2, seconds=30))
+    listener = _sh(launch.listen_command("127.0.0.1", port, expect=2, seconds=600))
     try:
         dialers = [_sh(launch.connect_command("127.0.0.1", port)) for _ in range(2)]
         assert [d.wait(timeout=20) for d in dialers] == [0, 0]
-        started = time.monotonic()
-        assert listener.wait(timeout=10) == 0
-        assert time.monotonic() - started < 5  # by itself, not at its 30 s deadline
+        assert listener.wait(timeout=60) == 0  # by itself: its deadline is 600 s away
     finally:
         listener.kill()
     with socket.socket() as s:  # what torchrun's store does next
