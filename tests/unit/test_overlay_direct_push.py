@@ -128,13 +128,19 @@ def test_node_net_needs_an_up_spoke_and_a_connection(tmp_path: Path) -> None:
     assert node_net(reg.get_node(nid), {}) is None
 
 
-def test_pairs_trust_only_live_reports(tmp_path: Path) -> None:
-    reg, hive = _hive(tmp_path)
+def _one_household_direct(reg: Registry) -> tuple[str, str]:
+    """Nodes a and b behind one router, each reporting the other direct."""
     a = _enroll(reg, "a", "192.168.1.2", "198.18.0.11")
     b = _enroll(reg, "b", "192.168.101.2", "198.18.0.11")
     for nid, other in ((a, "b"), (b, "a")):
         ov = reg.fact(nid, "overlay") or {}
         reg.set_facts(nid, overlay={**ov, "status": {**ov["status"], "paths": {other: "direct"}}})
+    return a, b
+
+
+def test_pairs_trust_only_live_reports(tmp_path: Path) -> None:
+    reg, hive = _hive(tmp_path)
+    _, b = _one_household_direct(reg)
     assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "direct", "direct_by": "same-lan"}]
     reg.set_connection(b, connected_since=None, public_addr="", now=2.0, event="disconnected")
     assert hive.hub.pairs() == [{"a": "a", "b": "b", "mode": "hub", "direct_by": "hub"}]
@@ -150,11 +156,7 @@ def test_a_closed_link_forgets_the_spoke_report_until_the_next_heartbeat(
     # The agent that comes back may be a fresh process with no direct peers: its old
     # "direct" report must not make the pair read direct before it says so again.
     reg, hive = _hive(tmp_path)
-    a = _enroll(reg, "a", "192.168.1.2", "198.18.0.11")
-    b = _enroll(reg, "b", "192.168.101.2", "198.18.0.11")
-    for nid, other in ((a, "b"), (b, "a")):
-        ov = reg.fact(nid, "overlay") or {}
-        reg.set_facts(nid, overlay={**ov, "status": {**ov["status"], "paths": {other: "direct"}}})
+    _, b = _one_household_direct(reg)
     conn = FakeConn()
     hive.links[b] = {conn}  # type: ignore[arg-type]
     hive.heartbeat(reg.get_node(b), Message(type="heartbeat", fields={
