@@ -15,6 +15,7 @@ import os
 import pickle
 import queue
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -93,3 +94,13 @@ def _child(fn: Callable[..., Any], rank: int, env: Mapping[str, str], args: tupl
         results.put((rank, pickle.dumps(None), traceback.format_exc()))
         raise SystemExit(1) from None
     results.put((rank, pickle.dumps(value), ""))
+    # The work is done and its result on the way: leave without interpreter finalization.
+    # There, torch's gloo objects still referenced (a DDP reducer, pending work) are torn
+    # down with worker threads alive, and on a loaded machine that now and then aborts
+    # ("terminate called without an active exception", SIGABRT) after a clean run; a rank's
+    # exit code should say whether ``fn`` finished, not how that teardown went.
+    results.close()
+    results.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
