@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 from gpuhive.controller import admin_client
 from gpuhive.controller.home import init_controller
 from gpuhive.errors import ControllerUnavailable
+from gpuhive.ports import free_port, port_is_free
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -106,29 +106,14 @@ def kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         proc.wait(5)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def free_port_range(width: int, tries: int = 50) -> tuple[int, int]:
     """A run of ``width`` consecutive loopback ports that are free now (best effort)."""
     rng = random.SystemRandom()
     for _ in range(tries):
         base = rng.randrange(20000, 32000 - width)
-        if all(_port_free(p) for p in range(base, base + width)):
+        if all(port_is_free(p) for p in range(base, base + width)):
             return base, base + width - 1
     raise BenchError(f"no run of {width} free ports found in 20000-32000")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def clean_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from gpuhive.lab.topology import (
     router_namespace,
     wan_iface,
 )
+from gpuhive.ports import free_port
 
 HIVE_PORT = 2222
 DEFAULT_DIR = Path(os.environ.get("GPUHIVE_LAB_DIR", "/tmp/gpuhive-lab"))
@@ -290,11 +290,11 @@ def up(options: LabOptions, lab_dir: Path = DEFAULT_DIR) -> Lab:
         hosts = [Host("ctl", None, "127.0.0.1", "127.0.0.1")] + [
             Host(f"friend{i}", None, "127.0.0.1", "127.0.0.1")
             for i in range(1, options.friends + options.same_router + 1)]
-        endpoint = f"127.0.0.1:{_free_port()}"
+        endpoint = f"127.0.0.1:{free_port()}"
         # several loopback labs (or a user's own controller) must not share forward ports
         base = random.SystemRandom().randrange(20000, 24000, 1000)
         extra.update(GPUHIVE_FORWARD_PORT_MIN=str(base), GPUHIVE_FORWARD_PORT_MAX=str(base + 999),
-                     GPUHIVE_HTTP_PORT=str(_free_port()))
+                     GPUHIVE_HTTP_PORT=str(free_port()))
     st = lab_state.LabState(prefix, "netns" if use_netns else "loopback", lab_dir, hosts, {},
                             extra)
     lab_state.save(st)
@@ -341,9 +341,3 @@ def down(lab_dir: Path = DEFAULT_DIR) -> list[str]:
         shutil.rmtree(lab_dir, ignore_errors=True)
         removed.append(f"directory {lab_dir}")
     return removed
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from gpuhive.errors import GpuhiveError
+from gpuhive.ports import free_port
 from gpuhive.serve.engine import EngineSpec, detect_host
-from gpuhive.serve.worker import WorkerStatus, WorkerSupervisor, free_port
+from gpuhive.serve.worker import WorkerStatus, WorkerSupervisor
 
 
 def _emit(status: WorkerStatus) -> None:

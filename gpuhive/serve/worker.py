@@ -21,7 +21,6 @@ import enum
 import os
 import random
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import httpx
 
 from gpuhive.core.backoff import backoff_delay
 from gpuhive.pids import group_alive
+from gpuhive.ports import free_port, port_is_free
 from gpuhive.serve.engine import EngineCommand, EngineHost, EngineSpec, build_engine_command
 from gpuhive.serve.errors import ChecksumMismatch, WorkerFailed
 from gpuhive.serve.hashing import verify_sha256
@@ -81,24 +81,6 @@ def restart_plan(consecutive: int, ready_for_s: float, cfg: SupervisorConfig,
         return consecutive, None
     return consecutive + 1, backoff_delay(consecutive, rand, base=cfg.backoff_base_s,
                                           cap=cfg.backoff_cap_s)
-
-
-def port_is_free(port: int) -> bool:
-    """Free to listen on, as the engine will (SO_REUSEADDR: a crashed engine's connections
-    in TIME_WAIT do not count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class WorkerSupervisor:
@@ -292,7 +274,6 @@ def _die_with_parent() -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
 
 
 def _since(t: float | None) -> float:

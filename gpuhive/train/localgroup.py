@@ -14,7 +14,6 @@ import contextlib
 import os
 import pickle
 import queue
-import socket
 import sys
 import time
 import traceback
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
+from gpuhive.ports import free_port
 from gpuhive.train.errors import TrainError
 
 
@@ -33,12 +33,6 @@ class RankResult:
     exitcode: int | None
     value: Any = None
     error: str = ""           # the traceback when fn raised
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(fn: Callable[..., Any], world_size: int, *args: Any,

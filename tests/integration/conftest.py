@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,7 @@ from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.config import Settings
 from gpuhive.controller.daemon import Controller
 from gpuhive.controller.home import init_controller
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from gpuhive.ports import free_port
 
 
 def fast_settings(port: int) -> Settings:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from gpuhive.pids import alive
-from tests.integration.conftest import free_port
+from gpuhive.ports import free_port
 
 
 def _gh(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

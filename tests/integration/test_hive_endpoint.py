@@ -22,8 +22,9 @@ from gpuhive.errors import (
     TokenUnknown,
     TokenUsedUp,
 )
+from gpuhive.ports import free_port
 from gpuhive.transport import keys
-from tests.integration.conftest import Hive, free_port, running_hive
+from tests.integration.conftest import Hive, running_hive
 
 
 def run(coro):  # type: ignore[no-untyped-def]

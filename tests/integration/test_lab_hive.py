@@ -18,6 +18,7 @@ import pytest
 from gpuhive.lab import procs
 from gpuhive.lab.hive import Lab, LabOptions
 from gpuhive.overlay.labnet import wait_until
+from gpuhive.ports import free_port
 from tests.integration.labs import running_lab
 
 INTERVAL = 0.5
@@ -142,8 +143,7 @@ def test_nodes_add_against_real_openssh(lab: Lab, tmp_path: Path) -> None:
         ns, listen, port, user = f"{lab.state.prefix}-r1", lab.host("friend1").public_address, \
             22, "root"
     else:
-        from gpuhive.lab.hive import _free_port
-        ns, listen, port, user = None, "127.0.0.1", _free_port(), getpass.getuser()
+        ns, listen, port, user = None, "127.0.0.1", free_port(), getpass.getuser()
     sshd = procs.start_sshd(ns, workdir=tmp_path / "sshd", port=port, listen=listen,
                             authorized_keys=[pub], user=user)
     try:

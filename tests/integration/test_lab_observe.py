@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gpuhive.lab.hive import Lab, LabOptions
+from gpuhive.ports import free_port
 from tests.integration.labs import running_lab
 
 PROMETHEUS = shutil.which("prometheus")
@@ -35,8 +36,7 @@ def _fetch(lab: Lab, url: str) -> str:
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="Debian package prometheus not installed")
 def test_prometheus_scrapes_the_lab(lab: Lab, tmp_path: Path) -> None:
-    from gpuhive.lab.hive import _free_port
-    port = _free_port()
+    port = free_port()
     target = lab.http_url.removeprefix("http://")
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

@@ -25,6 +25,7 @@ import httpx
 import openai
 import pytest
 
+from gpuhive.ports import free_port
 from gpuhive.serve.api import ModelProfile, Replica
 from gpuhive.serve.apikeys import ApiKeyStore
 from gpuhive.serve.gateway import Gateway, GatewayConfig, GatewayServer
@@ -308,7 +309,7 @@ def test_a_stalled_replica_counts_as_failed_after_the_token_gap(healthy: ServeSt
 
 def test_failures_before_the_first_byte_are_invisible(healthy: ServeStack) -> None:
     real = healthy.pool.source.items[0]
-    dead_port = _free_port()
+    dead_port = free_port()
     with socket.socket() as hung:  # accepts connections (backlog), never answers
         hung.bind(("127.0.0.1", 0))
         hung.listen(16)
@@ -334,7 +335,7 @@ def test_failures_before_the_first_byte_are_invisible(healthy: ServeStack) -> No
 
 def test_no_replica_left_is_a_clean_502_and_none_at_all_a_503(healthy: ServeStack) -> None:
     healthy.source.override = [Replica("dead", MODEL, "gone",
-                                       f"http://127.0.0.1:{_free_port()}", 0.9)]
+                                       f"http://127.0.0.1:{free_port()}", 0.9)]
     c = healthy.client()
     with pytest.raises(openai.APIStatusError) as info:
         c.completions.create(model=MODEL, prompt="x", max_tokens=3)
@@ -500,9 +501,3 @@ def test_metrics_are_counted(healthy: ServeStack) -> None:
                                                                          "completion"}
     assert snap["in_flight"] == 0
     json.dumps(snap)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -7,7 +7,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from gpuhive.ports import free_port
+
 pytest.importorskip("torch")
 
 LLM = Path(__file__).resolve().parents[2] / "examples" / "llm.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start_node(tmp: Path, name: str, addr: str, port: int, is_host: bool
@@ -71,7 +66,7 @@ def _wait_for(log: Path, pattern: str, proc: subprocess.Popen[bytes], timeout: f
 
 def test_killed_node_mid_round_leaves_weights_intact_and_the_job_finishes(
         tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     a, a_log = _start_node(tmp_path, "node-a", "127.0.0.1", port, is_host=True)
     b, b_log = None, None
     try:

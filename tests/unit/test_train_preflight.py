@@ -11,13 +11,8 @@ import socket
 import subprocess
 import sys
 
+from gpuhive.ports import free_port
 from gpuhive.train import launch
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sh(command: str) -> subprocess.Popen[bytes]:
@@ -26,7 +21,7 @@ def _sh(command: str) -> subprocess.Popen[bytes]:
 
 
 def test_the_listener_exits_once_every_node_reached_it_and_frees_the_port() -> None:
-    port = _free_port()
+    port = free_port()
     listener = _sh(launch.listen_command("127.0.0.1", port, expect=2, seconds=600))
     try:
         dialers = [_sh(launch.connect_command("127.0.0.1", port)) for _ in range(2)]
@@ -40,6 +35,6 @@ def test_the_listener_exits_once_every_node_reached_it_and_frees_the_port() -> N
 
 
 def test_a_node_that_cannot_reach_the_port_fails_its_dial() -> None:
-    port = _free_port()  # nobody listens there
+    port = free_port()  # nobody listens there
     dialer = _sh(launch.connect_command("127.0.0.1", port, patience_s=0.3))
     assert dialer.wait(timeout=20) != 0
