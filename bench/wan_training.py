@@ -51,7 +51,9 @@ from pathlib import Path
 
 from _harness import BenchError, Cleanup, exit_status, machine_line, tail, verdict
 
+from gpuhive.errors import GpuhiveError
 from gpuhive.lab import netns
+from gpuhive.lab import state as lab_state
 from gpuhive.lab.topology import router_namespace, wan_iface
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +103,10 @@ def wan_tx_bytes(lab_dir: Path | None) -> int | None:
     """Bytes sent out of every lab friend's router WAN port so far (None without a lab)."""
     if lab_dir is None:
         return None
-    prefix = json.loads((lab_dir / "lab.json").read_text())["prefix"]
+    try:
+        prefix = lab_state.load(lab_state.state_path(lab_dir)).prefix
+    except GpuhiveError as exc:
+        raise BenchError(f"--lab {lab_dir}: {exc.message}") from None
     total = 0
     for index in itertools.count(1):  # friends with a router of their own: 1, 2, … N
         ns = router_namespace(prefix, index)
@@ -233,6 +238,7 @@ def main() -> int:
                          args.timeout, args.lab)
             return report(args, ddp, dl)
         return exit_status(both)
+
 
 if __name__ == "__main__":
     sys.exit(main())
