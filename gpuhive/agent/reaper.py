@@ -64,7 +64,6 @@ async def stop_all(pgid: int, exec_id: str, grace_s: float = 10.0) -> list[int]:
     return left
 
 
-
 def orphans(home: str, proc_root: Path = Path("/proc")) -> list[int]:
     """Processes an earlier agent of this $GPUHIVE_HOME started and left behind (it died)."""
     home_tag = f"GPUHIVE_HOME={home}".encode()

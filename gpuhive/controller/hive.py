@@ -158,6 +158,7 @@ class Hive:
             with contextlib.suppress(GpuhiveError):
                 self.registry.set_connection(node.id, connected_since=None, public_addr="",
                                              now=self.clock(), event="disconnected")
+            self.sent_direct.pop(node.id, None)
             self._forget_spoke(node.id)
 
     def _forget_spoke(self, node_id: str) -> None:

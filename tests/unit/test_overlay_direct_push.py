@@ -162,7 +162,9 @@ def test_a_closed_link_forgets_the_spoke_report_until_the_next_heartbeat(
     hive.heartbeat(reg.get_node(b), Message(type="heartbeat", fields={
         "state": "idle", "hardware": HW.to_dict(),
         "overlay": {"up": True, "paths": {"a": "direct"}}}))
+    hive.sent_direct[b] = [{"peer": "a"}]
     hive.link_closed(reg.get_node(b), conn)  # type: ignore[arg-type]
+    assert b not in hive.sent_direct  # nothing kept for a link that is gone
     hive.flush()  # the beat that was waiting must not bring the old report back
     assert "status" not in (reg.fact(b, "overlay") or {})
     assert (reg.fact(b, "overlay") or {})["wg_public_key"]  # its identity stays
