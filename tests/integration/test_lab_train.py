@@ -151,6 +151,17 @@ def test_bad_jobs_get_clear_errors(lab: Lab, workdir: Path) -> None:
         assert "Traceback" not in p.stderr
 
 
+def test_a_failed_job_says_why_without_opening_the_logs(lab: Lab, workdir: Path) -> None:
+    (workdir / "boom.py").write_text('raise ValueError("no shard 7 in the dataset")\n')
+    proc = _train(lab, workdir, "boom.py", "--nodes", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    job = _job(lab)
+    assert job["state"] == "failed"
+    # the worker's exception, not only "exited 1" or torchrun's ChildFailedError summary
+    assert "ValueError: no shard 7 in the dataset" in job["reason"], job["reason"]
+    assert "ValueError: no shard 7 in the dataset" in proc.stdout + proc.stderr
+
+
 def test_node_with_another_torch_is_refused_by_name(lab: Lab, workdir: Path) -> None:
     import sqlite3
     db = sqlite3.connect(str(lab.controller_home / "registry.db"))
