@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import re
@@ -197,7 +198,7 @@ class JobSupervisor:
         if len(nodes) > 1:
             checks.append(self._check_reach(nodes, placements, port))
         await asyncio.gather(*checks)
-        self._event(job, "preflight", "versions agree, disk ok, rendezvous reachable")
+        self._event(job, "preflight", "probed versions agree, disk ok, rendezvous reachable")
 
     async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
                            port: int) -> None:
@@ -243,6 +244,13 @@ class JobSupervisor:
         sent = await asyncio.gather(*(one(n) for n in nodes))
         self._event(job, "synced", f"code {bundle.short}: {sum(sent)} bytes sent to "
                     f"{sum(1 for s in sent if s)} of {len(nodes)} node(s)")
+        digest = await self._environment(job, nodes, spec, bundle.digest)
+        await self._check_torch(job, nodes, digest)
+        return digest
+
+    async def _environment(self, job: JobRecord, nodes: list[NodeRecord], spec: JobSpec,
+                           code_digest: str) -> str | None:
+        """Build (once per hash) the requirements venv on every node; its digest, or None."""
         if not spec.requirements:
             return None
         req_path = Path(spec.workdir) / spec.requirements
@@ -251,13 +259,56 @@ class JobSupervisor:
         except OSError as exc:
             raise PlacementError(f"cannot read requirements {req_path}: {exc.strerror}") \
                 from exc
-        digest = sync.requirements_digest(text)[:16]
-        states = await asyncio.gather(*(self.nodes.output(n, launch.env_command(digest, text),
-                                                      stdin=text.encode()) for n in nodes))
+        digest = sync.requirements_digest(text, code_digest)[:16]
+
+        async def one(node: NodeRecord) -> str:
+            try:
+                state = await self.nodes.output(node, launch.env_command(digest, code_digest),
+                                                stdin=text.encode())
+            except GpuhiveError as exc:
+                raise PlacementError(
+                    f"building the job's environment from {spec.requirements} failed on "
+                    f"{node.name}: {exc.message}", hint="try the same `pip install -r` on "
+                    "that node; a node without internet access can only install what the "
+                    "synced code folder holds (./wheels/…)") from exc
+            return state.strip().splitlines()[-1] if state.strip() else "?"
+        states = await asyncio.gather(*(one(n) for n in nodes))
         self._event(job, "environment", f"venv {digest}: " + ", ".join(
-            f"{n.name} {s.strip().splitlines()[-1] if s.strip() else '?'}"
-            for n, s in zip(nodes, states, strict=True)))
+            f"{n.name} {s}" for n, s in zip(nodes, states, strict=True)))
         return digest
+
+    async def _check_torch(self, job: JobRecord, nodes: list[NodeRecord],
+                           env_digest: str | None) -> None:
+        """torch must import, at one version, with the interpreter each node really uses.
+
+        The probe's answer describes the agent's own interpreter; a requirements venv can
+        differ from it (an upgrade, a broken layer), so this asks the job's interpreter.
+        """
+        where = f"the job's venv {env_digest}" if env_digest else "the agent's python"
+
+        async def one(node: NodeRecord) -> str:
+            answer = await self.nodes.output(node, launch.torch_check_command(env_digest))
+            try:
+                found = json.loads(answer.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                found = {"error": f"unreadable answer {answer[-120:]!r}"}
+            if "torch" not in found:
+                raise PlacementError(
+                    f"torch cannot be imported on {node.name} in {where}: "
+                    f"{found.get('error', '?')}",
+                    hint="add torch to the job's requirements" if env_digest else
+                    "install torch in the environment the agent runs from")
+            return str(found["torch"])
+        versions = await asyncio.gather(*(one(n) for n in nodes))
+        if len(set(versions)) > 1:
+            common = max(set(versions), key=versions.count)
+            odd = next(n for n, v in zip(nodes, versions, strict=True) if v != common)
+            raise PlacementError(
+                f"node {odd.name} imports torch {versions[nodes.index(odd)]} in {where} but "
+                f"the others import {common}", hint="pin the same torch in the requirements "
+                "(or on every node), or leave that node out")
+        self._event(job, "torch", f"torch {versions[0]} imports in {where} on "
+                    f"{'every node' if len(nodes) > 1 else nodes[0].name}")
 
     async def _watch(self, job: JobRecord, spec: JobSpec, plan: launch.LaunchPlan,
                      nodes: list[NodeRecord]) -> None:

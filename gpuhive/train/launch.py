@@ -60,7 +60,7 @@ class LaunchPlan:
             **({"GPUHIVE_COMPRESS": spec.compress} if spec.compress else {}),
             **spec.env,
         }
-        python = (f'"$H/envs/{self.env_digest}/bin/python"' if self.env_digest else NODE_PYTHON)
+        python = env_python(self.env_digest)
         torchrun = [
             "-m", "torch.distributed.run",
             "--nnodes", f"{spec.min_nodes}:{spec.max_nodes}" if spec.elastic
@@ -104,14 +104,42 @@ def code_receive_command(digest: str, sha256: str) -> str:
             f"rm -rf {d}; mv \"$t/x\" {d}")
 
 
-def env_command(digest: str, requirements: str) -> str:
-    """Build (once) a venv for a requirements hash; requirements text arrives on stdin."""
+def env_python(env_digest: str | None) -> str:
+    """The interpreter a job runs with on a node: its requirements venv, or the agent's."""
+    return f'"$H/envs/{env_digest}/bin/python"' if env_digest else NODE_PYTHON
+
+
+def env_command(digest: str, code_digest: str) -> str:
+    """Build (once) a venv for a requirements hash; requirements text arrives on stdin.
+
+    The venv is layered over the agent's environment (``train.jobenv``), and pip runs in
+    the job's synced code folder so local paths in the requirements (``./wheels/x.whl``)
+    mean the same as on the owner's machine.
+    """
     d = f'"$H/envs/{digest}"'
     return (f"set -e; H={NODE_HOME}; if [ -x {d}/bin/python ]; then echo reused; exit 0; fi; "
             f"mkdir -p \"$H/envs\"; t=\"$H/envs/.{digest}.$$\"; rm -rf \"$t\"; "
-            f"{NODE_PYTHON} -m venv --system-site-packages \"$t\"; cat > \"$t/requirements.txt\"; "
-            f"\"$t/bin/python\" -m pip install -q -r \"$t/requirements.txt\"; "
-            f"mv \"$t\" {d}; echo built")
+            f"trap 'rm -rf \"$t\"' EXIT; "
+            f"{NODE_PYTHON} -m gpuhive.train.jobenv create \"$t\" >/dev/null; "
+            f"cat > \"$t/requirements.txt\"; cd \"$H/code/{code_digest}\"; "
+            f"PIP_DISABLE_PIP_VERSION_CHECK=1 \"$t/bin/python\" -m pip install -q "
+            f"-r \"$t/requirements.txt\" >&2; "
+            f"mv \"$t\" {d}; trap - EXIT; echo built")
+
+
+# What a job's interpreter imports as torch, as one JSON line (run on the node).
+TORCH_PROBE = ("import json, sys\n"
+               "try:\n"
+               "    import torch\n"
+               "except Exception as exc:\n"
+               "    print(json.dumps({'error': f'{type(exc).__name__}: {exc}'}))\n"
+               "else:\n"
+               "    print(json.dumps({'torch': torch.__version__}))\n")
+
+
+def torch_check_command(env_digest: str | None) -> str:
+    """Preflight: import torch with the interpreter the job will really use."""
+    return f"H={NODE_HOME}; exec {env_python(env_digest)} -c {shlex.quote(TORCH_PROBE)}"
 
 
 def disk_free_command() -> str:

@@ -93,7 +93,23 @@ def pack(workdir: Path) -> Bundle:
     return Bundle(h.hexdigest(), tuple(files), bytes(packed))
 
 
-def requirements_digest(text: str) -> str:
+def requirements_digest(text: str, code_digest: str = "") -> str:
+    """The key of a job's venv: its requirements, and the code when they name local files.
+
+    A line such as ``./wheels/x.whl`` or ``-e .`` installs from the synced code, so a new
+    version of that code must build a new venv instead of reusing a stale one.
+    """
     lines = sorted(line.strip() for line in text.splitlines()
                    if line.strip() and not line.strip().startswith("#"))
+    if code_digest and any(_names_local_path(line) for line in lines):
+        lines.append(f"# code {code_digest}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _names_local_path(line: str) -> bool:
+    words = line.split()
+    if words[0] in ("-r", "-c", "--requirement", "--constraint") and len(words) > 1:
+        return "://" not in words[1]  # another requirements file, read from the code
+    if words[0] in ("-e", "--editable") and len(words) > 1:
+        words = words[1:]
+    return words[0].startswith((".", "/", "~", "file:"))

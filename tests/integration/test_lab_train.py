@@ -133,6 +133,68 @@ def test_elastic_job_survives_a_node_kill(lab: Lab, workdir: Path) -> None:
     lab.wait_for({victim: "online"}, timeout=30)
 
 
+def _helper_wheel(folder: Path) -> str:
+    """A tiny pure-Python wheel, so the requirements install works without an index."""
+    import base64
+    import hashlib
+    import zipfile
+    name = "ghv_helper-0.1-py3-none-any.whl"
+    files = {"ghv_helper/__init__.py": "VALUE = 42\n",
+             "ghv_helper-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: ghv-helper\n"
+                                                   "Version: 0.1\n",
+             "ghv_helper-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
+                                                "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text)}")
+    record.append("ghv_helper-0.1.dist-info/RECORD,,")
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / name, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr("ghv_helper-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return name
+
+
+def test_a_requirements_job_runs_when_the_agent_lives_in_a_venv(lab: Lab,
+                                                               workdir: Path) -> None:
+    # the lab's agents run this interpreter: a venv, as Debian 12 and Ubuntu 24 users must
+    # install gpuhive (PEP 668). Its base interpreter need not have torch.
+    assert sys.prefix != sys.base_prefix, "run the tests from a virtualenv (.venv)"
+    wheel = _helper_wheel(workdir / "wheels")
+    (workdir / "requirements.txt").write_text(f"./wheels/{wheel}\n")
+    (workdir / "uses_env.py").write_text(
+        "import sys, torch, ghv_helper\n"
+        "print('helper', ghv_helper.VALUE, 'torch', torch.__version__, 'prefix', sys.prefix)\n")
+    first = _train(lab, workdir, "uses_env.py", "--nodes", "2", "--requirements",
+                   "requirements.txt")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr
+    seen = re.findall(r"^(friend\d)/rank\d \| helper 42 torch (\S+) prefix (\S+)$",
+                      first.stdout, re.M)
+    assert len(seen) == 2, first.stdout
+    assert all("/envs/" in prefix for _, _, prefix in seen)  # the job's venv, layered
+    assert re.search(r"environment: venv \w+: friend\d built, friend\d built", first.stdout)
+    assert re.search(r"torch: torch \S+ imports in the job's venv \w+ on every node",
+                     first.stdout), first.stdout
+    again = _train(lab, workdir, "uses_env.py", "--nodes", "2", "--requirements",
+                   "requirements.txt")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr
+    assert re.search(r"environment: venv \w+: friend\d reused, friend\d reused", again.stdout)
+
+
+def test_a_requirement_that_cannot_install_fails_the_job_clearly(lab: Lab,
+                                                                 workdir: Path) -> None:
+    (workdir / "requirements.txt").write_text("./wheels/not_there-1.0-py3-none-any.whl\n")
+    proc = _train(lab, workdir, "train.py", "--nodes", "1", "--requirements",
+                  "requirements.txt", "--", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    job = _job(lab)
+    assert job["state"] == "failed"
+    assert "building the job's environment from requirements.txt failed" in job["reason"]
+    assert "Traceback" not in proc.stderr
+
+
 def test_bad_jobs_get_clear_errors(lab: Lab, workdir: Path) -> None:
     missing = _train(lab, workdir, "nope.py", "--nodes", "1")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
