@@ -10,11 +10,12 @@ import typer
 
 from gpuhive import __version__
 from gpuhive.cli import agent, controller, invite, lab, nodes, overlay, serve, train
+from gpuhive.cli.helpfmt import HiveGroup
 from gpuhive.cli.render import err
 from gpuhive.errors import GpuhiveError
 
 app = typer.Typer(
-    name="gpuhive", no_args_is_help=True, add_completion=False,
+    name="gpuhive", cls=HiveGroup, no_args_is_help=True, add_completion=False,
     help="Pool friends' GPU machines behind NAT into one hive.\n\n"
          "Owner: `gpuhive init`, `gpuhive up -d`, `gpuhive invite --name alice`, "
          "`gpuhive nodes`. Friend: `gpuhive enroll TOKEN`.",
@@ -34,6 +35,19 @@ app.add_typer(train.jobs_app, name="jobs")
 app.add_typer(overlay.app, name="overlay")
 app.add_typer(serve.serve_app, name="serve")
 app.add_typer(serve.keys_app, name="keys")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"gpuhive {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True,
+                                       callback=_print_version, expose_value=False,
+                                       help="print the gpuhive version and exit")) -> None:
+    pass  # the options above are the root's; its help is the Typer's
 
 
 @app.command()

@@ -22,8 +22,14 @@ def list_(
     all_: bool = typer.Option(False, "--all", help="include removed nodes"),
 ) -> None:
     """List every node: status, hardware, last heartbeat."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        ls(json_out, all_)
+
+
+@app.command("ls")
+def ls(json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+       all_: bool = typer.Option(False, "--all", help="include removed nodes")) -> None:
+    """List every node: the same as `gpuhive nodes`."""
     nodes = common.admin("nodes.list", {"include_removed": all_})
     if json_out:
         print_json(nodes)
