@@ -1,5 +1,8 @@
 """The node registry: SQLite in WAL mode. Stores public keys and token hashes, never secrets.
 
+Its schema is ``controller/db/registry_schema.py``, applied by numbered migrations when the
+registry opens (``gpuhive.migrations``).
+
 All writes that must be atomic (consume a token and create a node, allocate a forward port)
 run inside one ``BEGIN IMMEDIATE`` transaction, so two enrollments racing on one token or one
 port cannot both win, even from two processes.
@@ -15,60 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gpuhive.controller.db.registry_schema import REGISTRY_MIGRATIONS
 from gpuhive.core import tokens
 from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
 from gpuhive.errors import EnrollRefused, NodeNotFound, StateError, TokenUnknown
+from gpuhive.migrations import migrate
 from gpuhive.overlay import addressing
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    public_key TEXT NOT NULL DEFAULT '',
-    host_key TEXT NOT NULL DEFAULT '',
-    forward_port INTEGER,
-    address TEXT NOT NULL DEFAULT '',
-    hostname TEXT NOT NULL DEFAULT '',
-    hardware TEXT,
-    status TEXT NOT NULL,
-    status_reason TEXT NOT NULL DEFAULT '',
-    agent_state TEXT NOT NULL DEFAULT '',
-    registered_at REAL NOT NULL,
-    last_heartbeat REAL,
-    connected_since REAL,
-    public_addr TEXT NOT NULL DEFAULT '',
-    removed_at REAL,
-    software TEXT NOT NULL DEFAULT '{}',
-    policy TEXT NOT NULL DEFAULT '{}',
-    reliability TEXT NOT NULL DEFAULT '{}',
-    tasks TEXT NOT NULL DEFAULT '{}',
-    thermal_events TEXT NOT NULL DEFAULT '[]',
-    link TEXT NOT NULL DEFAULT '{}',
-    overlay TEXT NOT NULL DEFAULT '{}'
-);
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_name ON nodes(name) WHERE removed_at IS NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_live_port ON nodes(forward_port)
-    WHERE removed_at IS NULL AND forward_port IS NOT NULL;
-CREATE TABLE IF NOT EXISTS node_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    node_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    event TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS node_events_node ON node_events(node_id, seq);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    secret_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    max_uses INTEGER NOT NULL,
-    uses INTEGER NOT NULL DEFAULT 0,
-    revoked_at REAL
-);
-"""
 
 _NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, hostname, hardware,"
               " status, status_reason, agent_state, registered_at, last_heartbeat,"
@@ -96,7 +51,7 @@ class Registry:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
+            self.migrated = migrate(self._db, REGISTRY_MIGRATIONS, "registry")
         except sqlite3.Error as exc:
             raise StateError(f"cannot open registry {path}: {exc}",
                              hint="check the disk and permissions of $GPUHIVE_HOME") from exc

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuhive.migrations import Migration, migrate
 from gpuhive.serve.errors import AuthError, PermissionDenied, ServeError
 from gpuhive.serve.ratelimit import KeyLimits
 
-SCHEMA = """
+# Version 1 is release 0.1.0's schema, verbatim; append migrations, never edit one.
+V1_RELEASE_0_1_0 = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_live_name ON api_keys(name) WHERE revoked_at IS NULL;
 """
+APIKEY_MIGRATIONS = (Migration(1, "release 0.1.0: api keys", V1_RELEASE_0_1_0),)
 _TOKEN = re.compile(r"^ghk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 ALL_MODELS = "*"
 _COLS = "id, name, models, rpm, tokens_per_day, created_at, revoked_at"
@@ -78,7 +81,7 @@ class ApiKeyStore:
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                   timeout=5.0)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, APIKEY_MIGRATIONS, "API keys")
         path.chmod(0o600)
 
     def close(self) -> None:

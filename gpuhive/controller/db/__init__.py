@@ -1,0 +1,1 @@
+"""The controller's database schema: numbered migrations (see ``gpuhive.migrations``)."""
