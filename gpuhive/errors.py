@@ -18,6 +18,7 @@ Library errors (asyncssh, sqlite3, OSError) are translated at the boundary with
     ├── ProtocolError               a malformed agent <-> controller message
     ├── NodeNotFound                no node by that name or id
     ├── NodeUnreachable             the controller cannot open a session to a node
+    ├── RemoteFileError             a file operation on a node failed (hash, rename)
     ├── ControllerUnavailable       the admin socket does not answer
     ├── EnrollRefused               the controller refused an enrollment
     ├── CommandFailed               an external command (ip, nft, ssh…) failed
@@ -97,6 +98,10 @@ class NodeNotFound(GpuhiveError):
 
 class NodeUnreachable(GpuhiveError):
     code = "node_unreachable"
+
+
+class RemoteFileError(GpuhiveError):
+    code = "remote_file"
 
 
 class ControllerUnavailable(GpuhiveError):

@@ -36,7 +36,7 @@ from gpuhive.serve.catalog import load_catalog, resolve
 from gpuhive.serve.fetch import materialize
 from gpuhive.serve.gguf_fit import estimate_for, read_gguf_info
 from gpuhive.serve.profiles import model_profile
-from gpuhive.serve.transfer import exec_hasher, push_model
+from gpuhive.serve.transfer import push_model
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,8 @@ class ServeManager:
                                    check=True)).stdout
             remote = f"{str(home).strip()}/models/{dep.sha256}.gguf"
             await conn.run(f"mkdir -p {shlex.quote(str(Path(remote).parent))}", check=True)
-            async with conn.start_sftp_client() as sftp:
-                pushed = await push_model(sftp, dep.path, remote, dep.sha256,
-                                          remote_hasher=exec_hasher(conn))
+            async with self.nodes.files(node) as files:
+                pushed = await push_model(files, dep.path, remote, dep.sha256)
             log.info("%s: model on %s (%d bytes sent)", run.replica_id, run.node, pushed.sent)
             run.state = "starting"
             await self._supervise(node, conn, dep, run, remote)

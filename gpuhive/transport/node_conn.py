@@ -1,4 +1,5 @@
-"""The controller's SSH sessions to nodes, kept open and reused.
+"""The controller's SSH sessions to nodes, kept open and reused: ``transport.api.NodeSessions``
+over asyncssh.
 
 An enrolled node is reached at controller 127.0.0.1:P (its reverse forward) and must show
 the embedded-server host key pinned at enroll; a node added with ``nodes add`` is reached at
@@ -11,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncssh
 
 from gpuhive.core.model import NodeKind, NodeRecord
 from gpuhive.errors import NodeUnreachable
-from gpuhive.transport.keys import CIPHERS, import_public
+from gpuhive.transport.api import ExecResult, HostInfo, LineSink, SendProgress
+from gpuhive.transport.keys import CIPHERS, fingerprint, import_public, public_text
+from gpuhive.transport.sftp_files import SftpFiles
 
 AGENT_USER = "gpuhive"
 
@@ -52,14 +56,7 @@ def parse_address(text: str, default_user: str = "root") -> SshAddress:
     return SshAddress(user, host, port)
 
 
-@dataclass
-class ExecResult:
-    node: str
-    exit_status: int | None  # None: could not run at all
-    error: str = ""
-
-
-LineSink = Callable[[str, str, str], None]  # (node name, stream "out"/"err", line)
+__all__ = ["ExecResult", "LineSink", "NodeConnections", "SshAddress", "parse_address"]
 
 
 class NodeConnections:
@@ -101,7 +98,7 @@ class NodeConnections:
 
     async def run(self, node: NodeRecord, argv: list[str], sink: LineSink, *,
                   stdin: bytes | None = None,
-                  progress: Callable[[int], None] | None = None) -> ExecResult:
+                  progress: SendProgress | None = None) -> ExecResult:
         """Run a command on one node, sending each output line to ``sink`` as it comes.
 
         ``stdin`` is streamed to the command in chunks, ``progress`` told the bytes sent.
@@ -143,6 +140,87 @@ class NodeConnections:
                                   command=command[:200])
         return "\n".join(out)
 
+    @contextlib.asynccontextmanager
+    async def process(self, node: NodeRecord, command: str) -> AsyncIterator[_Process]:
+        conn = await self.get(node)
+        try:
+            async with conn.create_process(command, stdin=asyncssh.PIPE, encoding=None) as proc:
+                yield _Process(proc, node.name)
+        except (OSError, asyncssh.Error) as exc:
+            await self.close(node.id)
+            raise NodeUnreachable(f"session to {node.name} broke: {exc}", node=node.name,
+                                  hint=f"see `gpuhive nodes show {node.name}`") from exc
+
+    @contextlib.asynccontextmanager
+    async def files(self, node: NodeRecord) -> AsyncIterator[SftpFiles]:
+        conn = await self.get(node)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                yield SftpFiles(conn, sftp, node.name)
+        except (OSError, asyncssh.Error) as exc:
+            await self.close(node.id)
+            raise NodeUnreachable(f"file transfer to {node.name} broke: {exc}",
+                                  node=node.name, hint="run it again: pushes resume") from exc
+
+    async def forward(self, node: NodeRecord, port: int) -> _Forward:
+        conn = await self.get(node)
+        try:
+            listener = await conn.forward_local_port("127.0.0.1", 0, "127.0.0.1", port)
+        except (OSError, asyncssh.Error) as exc:
+            raise NodeUnreachable(f"cannot forward to port {port} on {node.name}: {exc}",
+                                  node=node.name) from exc
+        return _Forward(listener)
+
+    async def measure_rtt(self, node: NodeRecord, samples: int = 5) -> float:
+        return await self._measure(node, measure_rtt, samples)
+
+    async def measure_download(self, node: NodeRecord, nbytes: int) -> float:
+        return await self._measure(node, measure_download, nbytes)
+
+    async def measure_upload(self, node: NodeRecord, nbytes: int) -> float:
+        return await self._measure(node, measure_upload, nbytes)
+
+    async def _measure(self, node: NodeRecord,
+                       how: Callable[[asyncssh.SSHClientConnection, int], Awaitable[float]],
+                       arg: int) -> float:
+        conn = await self.get(node)
+        try:
+            return await how(conn, arg)
+        except (OSError, asyncssh.Error) as exc:
+            await self.close(node.id)
+            raise NodeUnreachable(f"measuring the link to {node.name} failed: {exc}",
+                                  node=node.name) from exc
+
+    async def inspect_host(self, user: str, host: str, port: int,
+                           probe_command: str) -> HostInfo:
+        addr = SshAddress(user, host, port)
+        try:
+            conn = await asyncio.wait_for(asyncssh.connect(
+                host, port, username=user, client_keys=[self.client_key], known_hosts=None,
+                agent_path=None, preferred_auth=["publickey"]), self.connect_timeout)
+        except asyncssh.PermissionDenied as exc:
+            raise NodeUnreachable(
+                f"{addr} refused the controller's key: {exc.reason or exc}",
+                hint="add the controller's public key (`gpuhive init --show-key`) to "
+                     f"~{user}/.ssh/authorized_keys there", address=str(addr)) from exc
+        except ConnectionRefusedError as exc:
+            raise NodeUnreachable(
+                f"cannot connect to {host}:{port}: connection refused",
+                hint=f"is sshd running on {host} and listening on port {port}?",
+                address=str(addr)) from exc
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            raise NodeUnreachable(
+                f"cannot reach {addr}: {exc or type(exc).__name__}",
+                hint="check the address, the port and any firewall on the way",
+                address=str(addr)) from exc
+        async with conn:
+            key = conn.get_server_host_key()
+            result = await conn.run(probe_command, check=False)
+        if key is None:
+            raise NodeUnreachable(f"{addr} showed no host key", address=str(addr))
+        return HostInfo(public_text(key), fingerprint(key), result.exit_status or 0,
+                        _text(result.stdout), _text(result.stderr))
+
     async def close(self, node_id: str) -> None:
         conn = self._conns.pop(node_id, None)
         if conn is not None:
@@ -166,6 +244,42 @@ async def _feed(writer: asyncssh.SSHWriter[bytes], data: bytes,
         if progress:
             progress(sent)
     writer.write_eof()
+
+
+class _Process:
+    def __init__(self, proc: asyncssh.SSHClientProcess[bytes], node: str) -> None:
+        self._proc = proc
+        self._node = node
+
+    async def lines(self) -> AsyncIterator[str]:
+        async for line in self._proc.stdout:
+            if line:
+                yield line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def write(self, data: bytes) -> None:
+        self._proc.stdin.write(data)
+
+    async def wait(self) -> int | None:
+        done = await self._proc.wait(check=False)
+        return done.exit_status
+
+
+class _Forward:
+    def __init__(self, listener: asyncssh.SSHListener) -> None:
+        self._listener = listener
+
+    @property
+    def local_port(self) -> int:
+        return int(self._listener.get_port())
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _text(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
 
 
 async def _pump(stream: asyncssh.SSHReader[bytes], node: str, name: str,
@@ -218,3 +332,10 @@ async def measure_upload(conn: asyncssh.SSHClientConnection, nbytes: int) -> flo
         proc.stdin.write_eof()
         await proc.wait()
     return nbytes * 8 / max(loop.time() - t0, 1e-6) / 1e6
+
+
+if TYPE_CHECKING:  # mypy proves the real sessions are a NodeSessions; nothing runs here
+    from gpuhive.transport.api import NodeSessions
+
+    def _conforms(c: NodeConnections) -> NodeSessions:
+        return c

@@ -1,4 +1,4 @@
-"""push_model against a real asyncssh SFTP server on 127.0.0.1:0, in process."""
+"""push_model over SFTP (transport.sftp_files) against a real asyncssh server on 127.0.0.1:0."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import asyncssh
 import pytest
 
 from gpuhive.serve.errors import ChecksumMismatch, TransferError
-from gpuhive.serve.transfer import exec_hasher, push_model
+from gpuhive.serve.transfer import push_model
+from gpuhive.transport.sftp_files import SftpFiles
 
 T = TypeVar("T")
 DATA = os.urandom(3 * 1024 * 1024 + 12345)
@@ -96,11 +97,11 @@ def test_push_then_skip_when_already_there(tmp_path: Path, model: Path) -> None:
     seen: list[tuple[int, int]] = []
 
     async def go() -> None:
-        async with sftp() as (_, client):
-            r = await push_model(client, model, remote, SHA,
+        async with sftp() as (conn, client):
+            r = await push_model(SftpFiles(conn, client, "node"), model, remote, SHA,
                                  progress=lambda d, t: seen.append((d, t)))
             assert (r.sent, r.resumed_from, r.skipped) == (len(DATA), 0, False)
-            again = await push_model(client, model, remote, SHA)
+            again = await push_model(SftpFiles(conn, client, "node"), model, remote, SHA)
             assert again.skipped and again.sent == 0
     run(go())
     assert Path(remote).read_bytes() == DATA and not Path(remote + ".part").exists()
@@ -113,8 +114,8 @@ def test_an_interrupted_push_resumes_from_the_partial_file(tmp_path: Path, model
     CuttingSFTP.cut_after, CuttingSFTP.written = 1_500_000, 0
 
     async def first() -> None:
-        async with sftp(CuttingSFTP) as (_, client):
-            await push_model(client, model, remote, SHA)
+        async with sftp(CuttingSFTP) as (conn, client):
+            await push_model(SftpFiles(conn, client, "node"), model, remote, SHA)
     with pytest.raises(TransferError) as info:
         run(first())
     assert "resumes" in info.value.hint
@@ -125,7 +126,7 @@ def test_an_interrupted_push_resumes_from_the_partial_file(tmp_path: Path, model
 
     async def second() -> None:
         async with sftp(CuttingSFTP) as (conn, client):
-            r = await push_model(client, model, remote, SHA, remote_hasher=exec_hasher(conn))
+            r = await push_model(SftpFiles(conn, client, "node"), model, remote, SHA)
             assert r.resumed_from == partial and r.sent == len(DATA) - partial
     run(second())
     assert Path(remote).read_bytes() == DATA
@@ -136,8 +137,8 @@ def test_a_partial_file_with_a_wrong_prefix_is_not_kept(tmp_path: Path, model: P
     Path(str(remote) + ".part").write_bytes(b"\0" * 100_000)
 
     async def go() -> None:
-        async with sftp() as (_, client):
-            r = await push_model(client, model, str(remote), SHA)
+        async with sftp() as (conn, client):
+            r = await push_model(SftpFiles(conn, client, "node"), model, str(remote), SHA)
             assert r.resumed_from == 0 and r.sent == len(DATA)
     run(go())
     assert remote.read_bytes() == DATA
@@ -148,8 +149,8 @@ def test_a_corrupt_arrival_is_refused_and_never_placed(tmp_path: Path, model: Pa
     remote.write_bytes(b"the old, good file")
 
     async def go() -> None:
-        async with sftp(FlippingSFTP) as (_, client):
-            await push_model(client, model, str(remote), SHA)
+        async with sftp(FlippingSFTP) as (conn, client):
+            await push_model(SftpFiles(conn, client, "node"), model, str(remote), SHA)
     with pytest.raises(ChecksumMismatch, match="arrived corrupt"):
         run(go())
     assert remote.read_bytes() == b"the old, good file"  # untouched
@@ -158,8 +159,9 @@ def test_a_corrupt_arrival_is_refused_and_never_placed(tmp_path: Path, model: Pa
 
 def test_a_local_file_that_does_not_match_is_not_pushed(tmp_path: Path, model: Path) -> None:
     async def go() -> None:
-        async with sftp() as (_, client):
-            await push_model(client, model, str(tmp_path / "x.gguf"), "0" * 64)
+        async with sftp() as (conn, client):
+            await push_model(SftpFiles(conn, client, "node"), model, str(tmp_path / "x.gguf"),
+                             "0" * 64)
     with pytest.raises(ChecksumMismatch, match="refusing to push"):
         run(go())
     assert not (tmp_path / "x.gguf.part").exists()
