@@ -25,7 +25,6 @@ from typing import Any
 from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
-from gpuhive.core.endpoints import host_of
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError
 from gpuhive.train import launch, sync
@@ -34,6 +33,9 @@ from gpuhive.train.placement import (
     Candidate,
     PlacementError,
     addresses,
+    candidates,
+    need_of,
+    not_enough_nodes,
     processes_per_node,
     version_mismatch,
 )
@@ -159,32 +161,12 @@ class JobSupervisor:
             self._finish(job, "failed", f"controller error: {exc}")
 
     def _select(self, spec: JobSpec) -> list[Candidate]:
-        want_gpu = spec.gpus_per_node != 0 and spec.backend != "gloo"
-        ranking = self.ops.rank(gpus=max(1, spec.gpus_per_node or 1) if want_gpu else 0,
-                                min_vram_mib=spec.min_vram_mib, purpose="train")
-        if want_gpu and len(ranking["ranked"]) < spec.min_nodes and spec.backend == "auto" \
-                and spec.gpus_per_node is None:
-            ranking = self.ops.rank(gpus=0, min_vram_mib=0, purpose="train")
-        ranked = ranking["ranked"]
-        if len(ranked) < spec.min_nodes:
-            reasons = "; ".join(f"{e['name']}: {e['reasons'][0]['message']}"
-                                for e in ranking["excluded"][:5])
-            raise PlacementError(f"the job needs {spec.min_nodes} node(s) but only "
-                                 f"{len(ranked)} can take it" + (f" ({reasons})" if reasons
-                                                                  else ""),
-                                 hint="see `gpuhive nodes rank --for train`")
-        by_name = {n.name: n for n in self.registry.list_nodes()}
-        out = []
-        for r in ranked[: spec.max_nodes]:
-            node = by_name[r["name"]]
-            spoke = node.overlay.get("status") or {}
-            up = bool(spoke.get("up")) and bool(node.overlay.get("ip"))
-            out.append(Candidate(node.name, len(r.get("gpus") or []) if want_gpu else 0,
-                                 node.overlay.get("ip") if up else None,
-                                 spoke.get("iface") if up else None,
-                                 host_of(node.public_addr),
-                                 node.software.get("torch"), node.software.get("nccl")))
-        return out
+        # the same selection `gpuhive nodes rank --for train` shows (core/selection)
+        overlay = self.ops.settings.overlay
+        sel = self.ops.select_for_training(need_of(spec, overlay))
+        if not sel.fits:
+            raise not_enough_nodes(spec, sel)
+        return candidates(sel, self.registry.list_nodes(), overlay)
 
     async def _preflight(self, job: JobRecord, nodes: list[NodeRecord],
                          placements: list[launch.Placement], port: int) -> None:

@@ -1,7 +1,9 @@
 """Knowing the nodes: ranking, re-probing, and measuring links and GPUs.
 
-``rank`` is a pure function call over what the registry holds; ``probe`` and ``bench``
-run small commands on the nodes over their existing sessions and store the results.
+``rank`` and the ``select_for_*`` methods are pure calls (``core/selection``) over what
+the registry holds; the scheduler (``jobs``, ``serving``) and `gpuhive nodes rank` go
+through them, so they agree. ``probe`` and ``bench`` run small commands on the nodes over
+their existing sessions and store the results.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from gpuhive.config import Settings
@@ -17,12 +20,22 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core import linkplan, nodeview, remote_probe
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord
-from gpuhive.core.ranking import Purpose, Request, rank_nodes
+from gpuhive.core.ranking import NodeView, Purpose
 from gpuhive.core.remote_probe import NODE_PYTHON
+from gpuhive.core.selection import (
+    Selection,
+    TrainNeed,
+    select_for_serving,
+    select_for_training,
+)
+from gpuhive.core.spoke_state import Spoke
 from gpuhive.data import load_driver_blacklist, load_gpu_throughput
 from gpuhive.errors import ConfigError, GpuhiveError
+from gpuhive.train.spec import BACKENDS, parse_nodes
 from gpuhive.transport import node_conn
 from gpuhive.transport.node_conn import NodeConnections
+
+PRECISIONS = ("fp16", "bf16", "fp32")
 
 
 class NodeOps:
@@ -35,20 +48,49 @@ class NodeOps:
         self.throughput = load_gpu_throughput(settings.gpu_throughput_file or None)
         self.blacklist = load_driver_blacklist(settings.driver_blacklist_file or None)
 
-    def rank(self, gpus: int = 1, min_vram_mib: int = 0, purpose: str = "serve",
-             precision: str = "fp16") -> dict[str, Any]:
+    def views(self, now: float) -> list[NodeView]:
+        return [replace(nodeview.view(n, now), spoke=Spoke.of(n.overlay))
+                for n in self.registry.list_nodes()]
+
+    def select_for_training(self, need: TrainNeed) -> Selection:
+        now = self.clock()
+        return select_for_training(self.views(now), need, now, throughput=self.throughput,
+                                   blacklist=self.blacklist)
+
+    def select_for_serving(self, need_mib: int, replicas: int,
+                           gpus: int | None = None) -> Selection:
+        now = self.clock()
+        return select_for_serving(self.views(now), need_mib, replicas, now, gpus=gpus,
+                                  throughput=self.throughput, blacklist=self.blacklist)
+
+    def rank(self, gpus: int | str | None = None, min_vram_mib: int = 0,
+             purpose: str = "train", precision: str = "fp16", nodes: str | int = 1,
+             backend: str = "auto") -> dict[str, Any]:
+        """`gpuhive nodes rank`: the ranking the scheduler would use for this request.
+
+        ``gpus`` None or "auto" chooses as `train`/`serve` do (GPU nodes, else CPU nodes);
+        ``nodes`` is the job's N or MIN:MAX (for serving: the replicas).
+        """
         try:
-            request = Request(need_vram_mib=min_vram_mib, gpus=gpus, purpose=Purpose(purpose),
-                              precision=precision)
+            kind = Purpose(purpose)
         except ValueError as exc:
             raise ConfigError(f"--for must be train or serve, not {purpose!r}",
                               key="for") from exc
-        now = self.clock()
-        views = [nodeview.view(n, now) for n in self.registry.list_nodes()]
-        ranking = rank_nodes(views, request, now, throughput=self.throughput,
-                             blacklist=self.blacklist)
-        return {"request": {"gpus": gpus, "min_vram_mib": min_vram_mib, "purpose": purpose,
-                            "precision": precision}, **ranking.to_dict()}
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not "
+                              f"{precision!r}", key="precision")
+        fixed = _gpus(gpus)
+        lo, hi = parse_nodes(nodes)
+        if kind is Purpose.SERVE:
+            sel = self.select_for_serving(min_vram_mib, hi, gpus=fixed)
+        else:
+            if backend not in BACKENDS:
+                raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not "
+                                  f"{backend!r}", key="backend")
+            sel = self.select_for_training(TrainNeed(
+                min_nodes=lo, max_nodes=hi, gpus_per_node=fixed, min_vram_mib=min_vram_mib,
+                backend=backend, precision=precision, overlay=self.settings.overlay))
+        return sel.to_dict()
 
     def record_task(self, name: str, ok: bool) -> None:
         """A task finished on a node: its history and earned reliability move."""
@@ -77,7 +119,8 @@ class NodeOps:
             if software:
                 self.registry.set_facts(node.id, software=software)
             return {"node": node.name, "ok": True, "gpus": len(hw.gpus),
-                    "source": hw.probe_source}
+                    "source": hw.probe_source, "hardware": hw.to_dict(),
+                    "software": software or node.software}
         return list(await asyncio.gather(*(one(n) for n in self.registry.select(target))))
 
     async def bench(self, target: str = "all", gpu: bool = True) -> list[dict[str, Any]]:
@@ -97,7 +140,11 @@ class NodeOps:
             up = await node_conn.measure_upload(conn, linkplan.transfer_size(down))
             link: dict[str, Any] = {"rtt_ms": round(rtt, 2), "down_mbps": round(down, 1),
                                     "up_mbps": round(up, 1), "measured_at": self.clock()}
-            if gpu and node.hardware and node.hardware.gpus and node.kind == NodeKind.AGENT:
+            skipped = gpu_bench_skipped(node, gpu)
+            if skipped:  # keep what an earlier GPU bench measured: ranking uses it
+                if (node.link or {}).get("gpu"):
+                    link["gpu"] = node.link["gpu"]
+            else:
                 link["gpu"] = json.loads(await self.nodes.output(
                     node, f"{NODE_PYTHON} -m gpuhive.probe.gpubench"))
         except (GpuhiveError, OSError, ValueError) as exc:
@@ -105,4 +152,33 @@ class NodeOps:
         except Exception as exc:  # asyncssh errors mid-transfer: the node is the problem
             return {"node": node.name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         self.registry.set_facts(node.id, link=link)
+        if skipped:  # the stored figure is not this run's
+            return {"node": node.name, "ok": True, "gpu_skipped": skipped,
+                    **{k: v for k, v in link.items() if k != "gpu"}}
         return {"node": node.name, "ok": True, **link}
+
+
+def _gpus(gpus: int | str | None) -> int | None:
+    """--gpus: a count per node, or auto (None)."""
+    if gpus is None or gpus == "auto":
+        return None
+    try:
+        n = int(gpus)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise ConfigError(f"--gpus must be a number of GPUs or auto, not {gpus!r}",
+                          hint="e.g. --gpus 2, --gpus 0 (CPU only) or --gpus auto",
+                          key="gpus")
+    return n
+
+
+def gpu_bench_skipped(node: NodeRecord, asked: bool) -> str:
+    """Why `nodes bench` does not run the GPU micro-benchmark on ``node`` ("" when it does)."""
+    if not asked:
+        return "--no-gpu"
+    if not (node.hardware and node.hardware.gpus):
+        return "no GPU on this node (a CPU node)"
+    if node.kind != NodeKind.AGENT:
+        return "an ssh node has no agent to run it"
+    return ""

@@ -3,19 +3,23 @@
 **Eligibility.** A node is excluded, with every reason that applies (``Reason.code``):
 
 * ``offline`` / ``degraded``: controller status is not ONLINE (missed heartbeats);
-* ``paused`` / ``draining`` / ``agent_degraded``: what the agent says; ``owner_paused``;
-* ``schedule``: outside the owner's window (``"22:00-08:00"``, node's local time);
+* ``paused`` / ``draining`` / ``agent_degraded``: what the agent says; ``owner_paused``
+  (the friend lending the machine paused sharing; the code keeps its 0.1.0 name);
+* ``schedule``: outside the friend's window (``"22:00-08:00"``, node's local time);
 * ``thermal``: ≥ 3 thermal clock-slowdown events in the last 24 h;
 * ``error_rate``: > 5 % of its last 50 tasks failed (tasks within 7 days, ≥ 10 of them;
   fewer than that is the reliability score's business, and the age limit lets an
   excluded node earn its way back instead of being shut out for ever);
 * ``driver``: a GPU driver on the blacklist (``gpuhive/data/driver_blacklist.txt`` + user file);
-* ``gpu_count``: fewer GPUs than asked for, counting the owner's ``max_gpus``;
-* ``vram``: fewer than ``gpus`` GPUs with free VRAM − owner reserve ≥ need + 512 MiB headroom
-  (exactly at the boundary is eligible);
+* ``gpu_count``: fewer GPUs than asked for, counting the friend's ``max_gpus``;
+* ``vram``: fewer than ``gpus`` GPUs with free VRAM − the friend's reserve ≥ need + 512 MiB
+  headroom (exactly at the boundary is eligible);
 * ``compute_capability``: fp16 training needs NVIDIA compute capability ≥ 7.0 (bf16: 8.0);
   an unknown capability is looked up in the throughput table, and allowed if still unknown;
-* ``ram``: CPU-only requests (``gpus=0``) need available RAM ≥ need + headroom.
+* ``ram``: CPU-only requests (``gpus=0``) need available RAM ≥ need + headroom;
+* ``overlay``: with ``Request.needs_overlay`` (the controller runs the overlay and the job
+  spans nodes), a node whose WireGuard spoke cannot carry traffic, with the spoke's own
+  error (``core/spoke_state``).
 
 **Order** (best first), each step deciding only ties of the one before:
 
@@ -45,6 +49,7 @@ from typing import Any, NamedTuple
 from gpuhive.core.model import AgentState, GpuInfo, Hardware, NodeStatus
 from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
 from gpuhive.core.schedule import local_minute_of, parse_schedule
+from gpuhive.core.spoke_state import Spoke
 
 DAY = 86400.0
 
@@ -61,15 +66,16 @@ class Request:
     purpose: Purpose = Purpose.SERVE
     precision: str = "fp16"  # fp16 | bf16 | fp32
     headroom_mib: int = 512
+    needs_overlay: bool = False  # ranks on several nodes talk over the WireGuard overlay
 
 
 @dataclass(frozen=True)
 class OwnerPolicy:
-    """What the friend who owns the box allows."""
+    """What the friend lending the machine allows (``gpuhive agent policy`` there)."""
 
     max_gpus: int | None = None  # at most this many GPUs for the hive at once
-    reserve_vram_mib: int = 0  # per GPU, kept for the owner
-    schedule: str = ""  # "22:00-08:00" in the owner's local time; "" = always
+    reserve_vram_mib: int = 0  # per GPU, kept for the friend's own use
+    schedule: str = ""  # "22:00-08:00" in the friend's local time; "" = always
     paused: bool = False
 
 
@@ -131,6 +137,7 @@ class NodeView:
     policy: OwnerPolicy = field(default_factory=OwnerPolicy)
     utc_offset_s: int = 0  # the node's, from its heartbeat
     measured_tflops: float | None = None  # per GPU, overrides the datasheet table
+    spoke: Spoke = field(default_factory=Spoke)  # its WireGuard spoke, as last reported
 
 
 @dataclass(frozen=True)
@@ -314,7 +321,7 @@ _STATUS_REASONS = {
     NodeStatus.OFFLINE: Reason("offline", "offline: three heartbeats missed"),
     NodeStatus.REMOVED: Reason("offline", "removed from the hive"),
 }
-_OWNER_PAUSED = Reason("owner_paused", "the owner paused sharing")
+_OWNER_PAUSED = Reason("owner_paused", "the friend paused sharing this machine")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -390,8 +397,10 @@ def _evaluate(node: NodeView, now: float, ctx: _Ctx, collect: bool) -> Ranked | 
         minute = local_minute_of(now, node.utc_offset_s)
         if not sched.allows(minute):
             reasons.append(Reason(
-                "schedule", "outside the owner's window {0!r} (local time {1:02d}:{2:02d})",
+                "schedule", "outside the friend's window {0!r} (local time {1:02d}:{2:02d})",
                 (sched.text, minute // 60, minute % 60)))
+    if ctx.req.needs_overlay and not node.spoke.usable:
+        reasons.append(Reason("overlay", "{0}", (node.spoke.problem(),)))
     if reasons and not collect:
         return Excluded(node.node_id, node.name, _lazy=(node, now, ctx))
 
@@ -450,7 +459,7 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
                     reasons.append(bad)
         if pol.max_gpus is not None and pol.max_gpus < min(len(gpus), want):
             reasons.append(Reason("gpu_count",
-                                  "the owner shares at most {0} GPU(s); request needs {1}",
+                                  "the friend shares at most {0} GPU(s); request needs {1}",
                                   (pol.max_gpus, want)))
         else:
             reasons.append(Reason("gpu_count", "has {0} GPU(s); request needs {1}",
@@ -506,7 +515,7 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
                 "vram", "needs {0} GPU(s) with {1} + {2} MiB headroom free; {3} qualify, "
                         "the best offers {4} MiB{5}",
                 (want, req.need_vram_mib, req.headroom_mib, vram_ok, best_offer,
-                 f" after the owner's {reserve} MiB reserve" if reserve else "")))
+                 f" after the friend's {reserve} MiB reserve" if reserve else "")))
         if cc_ok < want and worst is not None and ctx.min_cc is not None:
             reasons.append(Reason(
                 "compute_capability",

@@ -1,15 +1,22 @@
 """Choosing nodes, processes per node and addresses for a job. Pure.
 
+Which nodes: ``core/selection.select_for_training`` over ``need_of(spec)``, the same call
+`gpuhive nodes rank --for train` makes (``rank_command`` spells that command for a spec).
 Processes per node must be the same on every node (torch elastic requires it), so a mix
 of GPU counts runs at the smallest. Addresses: every node's overlay address when all have
-one; when all nodes are this same machine (the loopback lab) 127.0.0.1; otherwise the job
-cannot run and the error names the nodes without an overlay address.
+a working spoke; when all nodes are this same machine (the loopback lab) 127.0.0.1;
+otherwise the job cannot run and the error names the nodes and why each has no overlay.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
+from gpuhive.core.endpoints import host_of
+from gpuhive.core.model import NodeRecord
+from gpuhive.core.selection import Selection, TrainNeed
+from gpuhive.core.spoke_state import Spoke
 from gpuhive.errors import GpuhiveError
 from gpuhive.train.launch import Placement
 from gpuhive.train.spec import JobSpec
@@ -28,6 +35,54 @@ class Candidate:
     public_host: str  # the address the controller sees its link come from
     torch: str | None
     nccl: str | None
+    # why the overlay cannot carry this node's ranks while the controller runs it ("": it
+    # can, or the controller runs no overlay)
+    overlay_problem: str = ""
+
+
+def need_of(spec: JobSpec, overlay: bool) -> TrainNeed:
+    """What ``spec`` asks of the nodes; ``overlay``: the controller runs the overlay hub."""
+    return TrainNeed(min_nodes=spec.min_nodes, max_nodes=spec.max_nodes,
+                     gpus_per_node=spec.gpus_per_node, min_vram_mib=spec.min_vram_mib,
+                     backend=spec.backend, overlay=overlay)
+
+
+def rank_command(spec: JobSpec) -> str:
+    """The `gpuhive nodes rank` command that ranks the nodes exactly as ``spec`` selects."""
+    argv = ["gpuhive", "nodes", "rank", "--for", "train", "--nodes", spec.nodes_text]
+    if spec.gpus_per_node is not None:
+        argv += ["--gpus", str(spec.gpus_per_node)]
+    if spec.min_vram_mib:
+        mib = spec.min_vram_mib
+        argv += ["--min-vram", f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"]
+    if spec.backend != "auto":
+        argv += ["--backend", spec.backend]
+    return shlex.join(argv)
+
+
+def not_enough_nodes(spec: JobSpec, sel: Selection) -> PlacementError:
+    ranked = sel.ranking.ranked
+    reasons = "; ".join(f"{e.name}: {e.reasons[0].message}"
+                        for e in sel.ranking.excluded[:5] if e.reasons)
+    return PlacementError(f"the job needs {spec.min_nodes} node(s) but only {len(ranked)} "
+                          "can take it" + (f" ({reasons})" if reasons else ""),
+                          hint=f"`{rank_command(spec)}` shows why each node is left out")
+
+
+def candidates(sel: Selection, nodes: list[NodeRecord], overlay: bool) -> list[Candidate]:
+    """The chosen nodes as the launch needs them; ``overlay``: the controller runs it."""
+    by_name = {n.name: n for n in nodes}
+    gpu_job = sel.request.gpus > 0
+    out = []
+    for r in sel.chosen:
+        node = by_name[r.name]
+        spoke = Spoke.of(node.overlay)
+        out.append(Candidate(
+            node.name, len(r.gpu_indices) if gpu_job else 0,
+            spoke.ip if spoke.usable else None, spoke.iface if spoke.usable else None,
+            host_of(node.public_addr), node.software.get("torch"), node.software.get("nccl"),
+            overlay_problem=spoke.problem() if overlay else ""))
+    return out
 
 
 def processes_per_node(spec: JobSpec, chosen: list[Candidate]) -> tuple[int, str]:
@@ -56,9 +111,17 @@ def addresses(chosen: list[Candidate]) -> list[Placement]:
         return [Placement(c.name, str(c.overlay_ip), c.overlay_iface or "ghv0") for c in chosen]
     if len(chosen) == 1 or all(c.public_host in ("127.0.0.1", "::1") for c in chosen):
         return [Placement(c.name, "127.0.0.1", "lo") for c in chosen]
-    missing = ", ".join(c.name for c in chosen if not c.overlay_ip)
+    missing = [c for c in chosen if not c.overlay_ip]
+    names = ", ".join(c.name for c in missing)
+    broken = [c for c in missing if c.overlay_problem]
+    if broken:  # the overlay runs: name what is wrong on each node, not the overlay
+        why = "; ".join(f"{c.name}: {c.overlay_problem}" for c in broken)
+        raise PlacementError(
+            f"nodes {names} cannot use the overlay, so their ranks cannot reach each other "
+            f"({why})", hint=f"fix the spoke on {broken[0].name} (`gpuhive nodes show "
+            f"{broken[0].name}` has its error; docs/troubleshooting.md), or leave it out")
     raise PlacementError(
-        f"nodes {missing} have no overlay address, so their ranks cannot reach each other",
+        f"nodes {names} have no overlay address, so their ranks cannot reach each other",
         hint="start the controller with `gpuhive up --overlay` and give the agents "
              "CAP_NET_ADMIN (see docs/networking.md), or train on one node")
 

@@ -238,7 +238,8 @@ def test_excluded_messages_are_readable() -> None:
     assert e.to_dict()["reasons"][0]["code"] == "vram"
     sched = rank_nodes([node("s", R4090, policy=OwnerPolicy(schedule="22:00-08:00"))],
                        SERVE8, NOW).excluded[0]
-    assert sched.reasons[0].message == "outside the owner's window '22:00-08:00' (local time 12:00)"
+    assert sched.reasons[0].message == ("outside the friend's window "
+                                       "'22:00-08:00' (local time 12:00)")
 
 
 def test_error_rate_helper() -> None:

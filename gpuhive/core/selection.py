@@ -1,0 +1,133 @@
+"""Which nodes a job or a model gets: the one choice `gpuhive train`, `gpuhive serve` and
+`gpuhive nodes rank` share, so what `nodes rank` shows is what the scheduler does. Pure.
+
+Training (``select_for_training``): with a GPU wanted (GPUs per node not 0, backend not
+gloo) the GPU ranking; when it has fewer than ``min_nodes`` and both backend and GPUs per
+node are auto, the CPU ranking instead (gloo). A job that spans nodes while the controller
+runs the overlay needs every chosen node's WireGuard spoke up (``Request.needs_overlay``).
+
+Serving (``select_for_serving``): one GPU per replica when enough GPU nodes fit, else the
+CPU nodes with the RAM for it (llama.cpp runs on either).
+
+Either way the best ``take`` ranked nodes are chosen, and it fits with at least ``need``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
+from gpuhive.core.ranking import (
+    EMPTY_BLACKLIST,
+    EMPTY_TABLE,
+    NodeView,
+    Purpose,
+    Ranked,
+    Ranking,
+    Request,
+    rank_nodes,
+)
+
+
+@dataclass(frozen=True)
+class TrainNeed:
+    """What a training job asks of the nodes (``train.placement.need_of`` builds it)."""
+
+    min_nodes: int = 1
+    max_nodes: int = 1
+    gpus_per_node: int | None = None  # None: auto
+    min_vram_mib: int = 0
+    backend: str = "auto"  # auto | nccl | gloo
+    precision: str = "fp16"
+    overlay: bool = False  # the controller runs the overlay hub
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self.gpus_per_node != 0 and self.backend != "gloo"
+
+    @property
+    def may_fall_back_to_cpu(self) -> bool:
+        return self.wants_gpu and self.backend == "auto" and self.gpus_per_node is None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The ranking the choice was made from, and how many nodes it needs and takes.
+
+    ``gpu_ranking`` is the GPU ranking that had too few nodes when the choice fell back to
+    CPU nodes (it says why each GPU node was left out); None otherwise.
+    """
+
+    request: Request
+    ranking: Ranking
+    need: int
+    take: int
+    gpu_ranking: Ranking | None = None
+
+    @property
+    def chosen(self) -> list[Ranked]:
+        return self.ranking.ranked[: self.take]
+
+    @property
+    def fits(self) -> bool:
+        return len(self.ranking.ranked) >= self.need
+
+    @property
+    def fell_back_to_cpu(self) -> bool:
+        return self.gpu_ranking is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.request
+        out = {"request": {"gpus": r.gpus, "min_vram_mib": r.need_vram_mib,
+                           "purpose": r.purpose.value, "precision": r.precision,
+                           "needs_overlay": r.needs_overlay},
+               "need": self.need, "take": self.take, "fits": self.fits,
+               "chosen": [c.name for c in self.chosen],
+               "cpu_fallback": self.fell_back_to_cpu, **self.ranking.to_dict()}
+        if self.gpu_ranking is not None:
+            out["gpu_excluded"] = [e.to_dict() for e in self.gpu_ranking.excluded]
+        return out
+
+
+def select_for_training(views: Iterable[NodeView], need: TrainNeed, now: float, *,
+                        throughput: ThroughputTable = EMPTY_TABLE,
+                        blacklist: DriverBlacklist = EMPTY_BLACKLIST) -> Selection:
+    views = list(views)
+    overlay = need.overlay and need.max_nodes > 1
+
+    def rank(request: Request) -> Ranking:
+        return rank_nodes(views, request, now, throughput=throughput, blacklist=blacklist)
+
+    if need.wants_gpu:
+        request = Request(need_vram_mib=need.min_vram_mib, gpus=max(1, need.gpus_per_node or 1),
+                          purpose=Purpose.TRAIN, precision=need.precision,
+                          needs_overlay=overlay)
+    else:  # gloo on whatever the nodes have: their RAM must hold what was asked
+        request = Request(need_vram_mib=need.min_vram_mib, gpus=0, purpose=Purpose.TRAIN,
+                          precision=need.precision, needs_overlay=overlay)
+    ranking = rank(request)
+    if len(ranking.ranked) >= need.min_nodes or not need.may_fall_back_to_cpu:
+        return Selection(request, ranking, need.min_nodes, need.max_nodes)
+    cpu = Request(need_vram_mib=0, gpus=0, purpose=Purpose.TRAIN, precision=need.precision,
+                  needs_overlay=overlay)
+    return Selection(cpu, rank(cpu), need.min_nodes, need.max_nodes, gpu_ranking=ranking)
+
+
+def select_for_serving(views: Iterable[NodeView], need_mib: int, replicas: int, now: float,
+                       *, gpus: int | None = None, throughput: ThroughputTable = EMPTY_TABLE,
+                       blacklist: DriverBlacklist = EMPTY_BLACKLIST) -> Selection:
+    """``gpus``: None tries one GPU per replica, then CPU nodes; a number fixes it."""
+    views = list(views)
+
+    def rank(request: Request) -> Ranking:
+        return rank_nodes(views, request, now, throughput=throughput, blacklist=blacklist)
+
+    request = Request(need_vram_mib=need_mib, gpus=1 if gpus is None else gpus,
+                      purpose=Purpose.SERVE)
+    ranking = rank(request)
+    if gpus is not None or len(ranking.ranked) >= replicas:
+        return Selection(request, ranking, 1, replicas)
+    cpu = Request(need_vram_mib=need_mib, gpus=0, purpose=Purpose.SERVE)
+    return Selection(cpu, rank(cpu), 1, replicas, gpu_ranking=ranking)
