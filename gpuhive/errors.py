@@ -16,7 +16,12 @@ Library errors (asyncssh, sqlite3, OSError) are translated at the boundary with
     │   └── TokenRevoked
     ├── HostKeyMismatch             the controller is not the one the token pins
     ├── ProtocolError               a malformed agent <-> controller message
-    ├── NodeNotFound                no node by that name or id
+    ├── NotFound                    no such thing by that name or id (exit code 5)
+    │   ├── NodeNotFound              node
+    │   ├── KeyNotFound               gateway API key
+    │   ├── InviteNotFound            join token, as the owner names it (`invite revoke`)
+    │   └── ModelNotServed            served model (`serve stop`)
+    ├── AmbiguousName               a name that fits several things; use an id (exit code 2)
     ├── NodeUnreachable             the controller cannot open a session to a node
     ├── RemoteFileError             a file operation on a node failed (hash, rename)
     ├── ControllerUnavailable       the admin socket does not answer
@@ -92,8 +97,33 @@ class ProtocolError(GpuhiveError):
     code = "protocol"
 
 
-class NodeNotFound(GpuhiveError):
+class NotFound(GpuhiveError):
+    """The owner named something that does not exist. One exit code for every kind, so a
+    script can tell "not there" from "failed"."""
+
+    code = "not_found"
+    exit_code = 5
+
+
+class NodeNotFound(NotFound):
     code = "node_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class InviteNotFound(NotFound):
+    code = "invite_not_found"
+
+
+class ModelNotServed(NotFound):
+    code = "model_not_served"
+
+
+class AmbiguousName(GpuhiveError):
+    code = "ambiguous_name"
+    exit_code = 2
 
 
 class NodeUnreachable(GpuhiveError):
@@ -132,7 +162,8 @@ BY_CODE: dict[str, type[GpuhiveError]] = {
     cls.code: cls
     for cls in (
         GpuhiveError, ConfigError, StateError, TokenError, TokenMalformed, TokenUnknown,
-        TokenExpired, TokenUsedUp, TokenRevoked, HostKeyMismatch, ProtocolError, NodeNotFound,
+        TokenExpired, TokenUsedUp, TokenRevoked, HostKeyMismatch, ProtocolError, NotFound,
+        NodeNotFound, KeyNotFound, InviteNotFound, ModelNotServed, AmbiguousName,
         NodeUnreachable, ControllerUnavailable, EnrollRefused, LabError,
     )
 }

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, plain_table, print_json, status_text
+from gpuhive.cli.render import age, err, out, plain_table, print_json, status_text
 
 
 class _ModelOrCommand(TyperGroup):
@@ -30,22 +30,31 @@ keys_app = typer.Typer(help="API keys for the gateway (stored hashed).")
 @serve_app.command("start")
 def serve(
     model: str = typer.Argument(..., help="catalog name (inference/models.yaml) or a .gguf"),
-    replicas: int = typer.Option(1, "--replicas", "-r", help="how many nodes serve it"),
+    replicas: int = typer.Option(1, "--replicas", "-r", help="how many nodes serve it; on a "
+                                 "model already served, replicas are added or stopped to "
+                                 "reach this"),
     context: int = typer.Option(None, "--ctx", help="context length (default: the catalog's)"),
 ) -> None:
     """Place replicas, push the model (resumable, hash-checked), start the engines, and
-    route /v1/* on the controller's gateway to them."""
+    route /v1/* on the controller's gateway to them.
+
+    Exits 0 only when all the replicas asked for are ready; "2 of 3 placed (why)" otherwise.
+    """
     with out.status(f"placing {replicas} replica(s) of {model}…"):
         r = common.admin("serve.start", {"model": model, "replicas": replicas, "ctx": context},
                          timeout=None)
     st = common.admin("status")
-    out.print(f"{r['model']} (about {r['need_mib']} MiB per replica) on "
-              f"{', '.join(r['nodes'])}")
+    out.print(f"{r['model']} (about {r['need_mib']} MiB per replica): {r['summary']}")
     for rep in r["replicas"]:
-        out.print(f"  {rep['node']}: {status_text(rep['state'])} {rep['error']}")
+        out.print(f"  {rep['node']}: {status_text(rep['state'])} {rep['error']}".rstrip())
+    ready = sum(1 for x in r["replicas"] if x["state"] == "ready")
+    if ready < replicas and not r["unplaced"]:
+        err.print(f"{ready} of {replicas} replica(s) ready; `gpuhive serve ls` shows them")
+    elif r["unplaced"]:
+        err.print(f"{r['model']}: {r['summary']}")
     out.print(f"OpenAI base URL: http://{st.get('http') or '127.0.0.1:8088'}/v1 "
               "(create a key with `gpuhive keys create NAME`)")
-    raise typer.Exit(0 if all(x["state"] == "ready" for x in r["replicas"]) else 1)
+    raise typer.Exit(0 if ready == replicas else 1)
 
 
 @serve_app.command("ls")

@@ -19,7 +19,7 @@ from gpuhive import __version__
 from gpuhive.config import Settings
 from gpuhive.controller.hive import Hive
 from gpuhive.controller.registry import Registry
-from gpuhive.core import nodeview, remote_probe, tokens
+from gpuhive.core import names, nodeview, remote_probe, tokens
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
 from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
@@ -94,8 +94,12 @@ class HiveService:
         now = self.clock()
         return [_token_view(r, now) for r in self.registry.list_tokens()]
 
-    def invite_revoke(self, token_id: str) -> dict[str, Any]:
-        return _token_view(self.registry.revoke_token(token_id, self.clock()), self.clock())
+    def invite_revoke(self, token: str = "", token_id: str = "") -> dict[str, Any]:
+        """Revoke a join token by its id or by its name (the one valid token of that name).
+        ``token_id`` is the 0.1.0 name of the parameter."""
+        now = self.clock()
+        rec = names.pick_token(self.registry.list_tokens(), token or token_id, now)
+        return _token_view(self.registry.revoke_token(rec.token_id, now), now)
 
     # ---- nodes ------------------------------------------------------------------------
 
@@ -148,28 +152,18 @@ class HiveService:
             addr = parse_address(address)
         except ValueError as exc:
             raise ConfigError(str(exc), hint="use user@host[:port]", key="address") from exc
-        try:
-            conn = await asyncio.wait_for(asyncssh.connect(
-                addr.host, addr.port, username=addr.user, client_keys=[self.client_key],
-                known_hosts=None, agent_path=None, preferred_auth=["publickey"]),
-                self.settings.connect_timeout)
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-            raise NodeUnreachable(
-                f"cannot log in to {addr}: {exc or type(exc).__name__}",
-                hint="add the controller's public key (`gpuhive init --show-key`) to "
-                     f"~{addr.user}/.ssh/authorized_keys there", address=str(addr)) from exc
-        async with conn:
-            host_key = conn.get_server_host_key()
-            result = await conn.run(remote_probe.PROBE_COMMAND, check=False)
-        if host_key is None or result.exit_status != 0:
-            raise NodeUnreachable(f"probe on {addr} failed: {result.stderr!s}",
+        # a closed port, a refused key, a silent host: each its own message (ssh_login)
+        host = await self.nodes.inspect_host(addr.user, addr.host, addr.port,
+                                             remote_probe.PROBE_COMMAND)
+        if host.probe_exit != 0:
+            raise NodeUnreachable(f"probe on {addr} failed: {host.probe_error}",
                                   hint="the node needs a POSIX shell", address=str(addr))
-        hardware = remote_probe.parse_probe(str(result.stdout))
+        hardware = remote_probe.parse_probe(host.probe_output)
         node = self.registry.add_ssh_node(
             name=name or hardware.hostname or addr.host, address=str(addr),
-            host_key=keys.public_text(host_key), hostname=hardware.hostname,
+            host_key=host.host_key, hostname=hardware.hostname,
             hardware=hardware, now=self.clock())
-        return {**self._view(node), "host_key_fingerprint": keys.fingerprint(host_key)}
+        return {**self._view(node), "host_key_fingerprint": host.fingerprint}
 
     async def poll_ssh_nodes(self) -> list[tuple[str, bool]]:
         """An ssh node's liveness is whether a trivial command still runs there."""

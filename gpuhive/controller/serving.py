@@ -29,12 +29,14 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core import nodeview
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeRecord
+from gpuhive.core.names import did_you_mean
 from gpuhive.core.remote_probe import NODE_PYTHON
-from gpuhive.errors import GpuhiveError, NodeUnreachable
+from gpuhive.errors import ConfigError, GpuhiveError, ModelNotServed, NodeUnreachable
 from gpuhive.serve.api import ModelProfile, Replica
 from gpuhive.serve.catalog import load_catalog, resolve
 from gpuhive.serve.fetch import materialize
 from gpuhive.serve.gguf_fit import estimate_for, read_gguf_info
+from gpuhive.serve.placement import ENDED, ReplicaInfo, ScalePlan, Unfit, plan_scale
 from gpuhive.serve.profiles import model_profile
 from gpuhive.serve.transfer import push_model
 from gpuhive.transport.node_conn import NodeConnections
@@ -73,6 +75,10 @@ class Deployment:
     path: Path
     need_mib: int
     replicas: dict[str, ReplicaRun] = field(default_factory=dict)
+    started: int = 0  # replicas ever started: numbers the next replica id
+
+    def live(self) -> list[ReplicaRun]:
+        return [r for r in self.replicas.values() if r.state not in ENDED]
 
 
 class ServeManager:
@@ -113,49 +119,89 @@ class ServeManager:
     # ---- owner operations -------------------------------------------------------------
 
     async def start(self, model: str, replicas: int = 1, ctx: int | None = None) -> dict[str, Any]:
+        """Serve ``model`` on ``replicas`` nodes; on a model already served, add or stop
+        replicas until it has that many (``serve.placement`` decides which)."""
+        if replicas < 1:
+            raise ConfigError(f"--replicas {replicas}: a served model has at least 1",
+                              hint=f"`gpuhive serve stop {model}` stops every replica",
+                              key="replicas")
         catalog = load_catalog(user=self.home / "models.yaml"
                                if (self.home / "models.yaml").exists() else None)
         ref = resolve(catalog, model)
-        if ctx:
-            from dataclasses import replace
-            ref = replace(ref, ctx=ctx)
-        local = await materialize(ref, self.home / "models")
-        info = read_gguf_info(local.path)
-        need = estimate_for(info, ref.ctx).need_mib()
-        name = ref.name
-        if name in self.deployments:
-            raise ServeError(f"{name} is already served", hint=f"`gpuhive serve stop {name}` "
-                             "first, or `gpuhive serve ls`", model=name)
-        ranking = self.ops.rank(gpus=1, min_vram_mib=need, purpose="serve")
-        if len(ranking["ranked"]) < replicas:  # no GPU fits: CPU nodes with enough RAM
-            ranking = self.ops.rank(gpus=0, min_vram_mib=need, purpose="serve")
-        chosen = [r["name"] for r in ranking["ranked"][:replicas]]
-        if not chosen:
-            reasons = "; ".join(f"{e['name']}: {e['reasons'][0]['message']}"
-                                for e in ranking["excluded"][:5])
-            raise ServeError(f"no node can hold {name} (needs about {need} MiB)"
-                             + (f": {reasons}" if reasons else ""),
-                             hint="see `gpuhive nodes rank --for serve`", model=name)
-        dep = Deployment(name, model_profile(ref, info), local.sha256, local.path, need)
-        self.deployments[name] = dep
-        for i, node in enumerate(chosen):
-            run = ReplicaRun(f"{name}@{node}#{i}", name, node)
-            dep.replicas[run.replica_id] = run
-            run.task = asyncio.ensure_future(self._run_replica(dep, run))
-        return {"model": name, "need_mib": need, "nodes": chosen,
+        dep = self.deployments.get(ref.name)
+        if dep is not None and ctx and ctx != dep.profile.ctx:
+            raise ServeError(f"{ref.name} is served with --ctx {dep.profile.ctx}, not {ctx}",
+                             hint=f"`gpuhive serve stop {ref.name}`, then serve it again with "
+                                  f"--ctx {ctx}", model=ref.name)
+        if dep is None:
+            if ctx:
+                from dataclasses import replace
+                ref = replace(ref, ctx=ctx)
+            local = await materialize(ref, self.home / "models")
+            info = read_gguf_info(local.path)
+            dep = Deployment(ref.name, model_profile(ref, info), local.sha256, local.path,
+                             estimate_for(info, ref.ctx).need_mib())
+            if ref.name in self.deployments:  # another `serve` won the race meanwhile
+                dep = self.deployments[ref.name]
+        plan = self._plan(dep, replicas)
+        if plan.placed == 0:
+            raise ServeError(f"no node can hold {dep.model} (needs about {dep.need_mib} MiB): "
+                             f"{plan.why_not()}",
+                             hint="see `gpuhive nodes rank --for serve`", model=dep.model)
+        self.deployments[dep.model] = dep
+        stopped = await self._apply(dep, plan)
+        return {"model": dep.model, "need_mib": dep.need_mib, "wanted": replicas,
+                "before": plan.before, "started": list(plan.start_on), "stopped": stopped,
+                "unplaced": plan.unplaced,
+                "unfit": [{"node": u.node, "reason": u.reason} for u in plan.unfit],
+                "summary": plan.summary(stopped),
+                "nodes": [r.node for r in dep.live()],
                 "replicas": [r.view() for r in dep.replicas.values()]}
 
+    def _plan(self, dep: Deployment, want: int) -> ScalePlan:
+        ranking = self.ops.rank(gpus=1, min_vram_mib=dep.need_mib, purpose="serve")
+        if len(ranking["ranked"]) < want:  # not enough GPUs fit: CPU nodes with enough RAM
+            ranking = self.ops.rank(gpus=0, min_vram_mib=dep.need_mib, purpose="serve")
+        health = dict(self.gateway.health) if self.gateway is not None else {}
+        current = [ReplicaInfo(r.replica_id, r.node, r.state, self._reliability(r.node),
+                               getattr(health.get(r.replica_id), "in_flight", 0))
+                   for r in dep.replicas.values()]
+        return plan_scale(dep.model, want, current, [r["name"] for r in ranking["ranked"]],
+                          [Unfit(e["name"], e["reasons"][0]["message"])
+                           for e in ranking["excluded"] if e["reasons"]])
+
+    async def _apply(self, dep: Deployment, plan: ScalePlan) -> list[str]:
+        """Carry out ``plan``; returns the nodes whose replica was stopped."""
+        for replica_id in plan.forget:
+            dep.replicas.pop(replica_id, None)
+        doomed = [dep.replicas.pop(i) for i in plan.stop if i in dep.replicas]
+        for r in doomed:
+            if r.task is not None:
+                r.task.cancel()
+        await asyncio.gather(*(r.task for r in doomed if r.task), return_exceptions=True)
+        for node in plan.start_on:
+            run = ReplicaRun(f"{dep.model}@{node}#{dep.started}", dep.model, node)
+            dep.started += 1
+            dep.replicas[run.replica_id] = run
+            run.task = asyncio.ensure_future(self._run_replica(dep, run))
+        return [r.node for r in doomed]
+
     async def wait_ready(self, model: str, timeout: float = 120.0) -> list[dict[str, Any]]:
-        dep = self.deployments.get(model)
-        if dep is None:
-            raise ServeError(f"{model} is not served", hint="see `gpuhive serve ls`")
+        dep = self._deployment(model)
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
-            states = {r.state for r in dep.replicas.values()}
-            if states <= {"ready", "failed"} and states:
+            if all(r.state == "ready" or r.state in ENDED for r in dep.replicas.values()):
                 break
             await asyncio.sleep(0.2)
         return [r.view() for r in dep.replicas.values()]
+
+    def _deployment(self, model: str) -> Deployment:
+        dep = self.deployments.get(model)
+        if dep is None:
+            raise ModelNotServed(f"{model} is not served",
+                                 hint=did_you_mean(model, self.deployments)
+                                 + "`gpuhive serve ls` shows what is", model=model)
+        return dep
 
     def list_replicas(self) -> list[dict[str, Any]]:
         health = dict(self.gateway.health) if self.gateway is not None else {}
@@ -169,9 +215,8 @@ class ServeManager:
         return out
 
     async def stop(self, model: str) -> dict[str, Any]:
-        dep = self.deployments.pop(model, None)
-        if dep is None:
-            raise ServeError(f"{model} is not served", hint="see `gpuhive serve ls`")
+        dep = self._deployment(model)
+        del self.deployments[model]
         for r in dep.replicas.values():
             if r.task is not None:
                 r.task.cancel()

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuhive.core.names import did_you_mean
+from gpuhive.errors import KeyNotFound
 from gpuhive.migrations import Migration, migrate
 from gpuhive.serve.errors import AuthError, PermissionDenied, ServeError
 from gpuhive.serve.ratelimit import KeyLimits
@@ -120,7 +122,7 @@ class ApiKeyStore:
                               (m.group(1),)).fetchone() if m else None
         if m is None or row is None or not hmac.compare_digest(row[-1], _hash(m.group(2))):
             raise AuthError("invalid API key", api_code="invalid_api_key",
-                            hint="check the key; `gpuhive keys list` shows the valid ones")
+                            hint="check the key; `gpuhive keys ls` shows the valid ones")
         key = _key(row)
         if key.revoked_at is not None:
             raise AuthError("this API key has been revoked", api_code="revoked_api_key",
@@ -132,11 +134,23 @@ class ApiKeyStore:
             "UPDATE api_keys SET revoked_at = ? WHERE revoked_at IS NULL AND (id = ? OR name = ?)",
             (now, id_or_name, id_or_name))
         if cur.rowcount == 0:
-            raise ServeError(f"no active API key {id_or_name!r}",
-                             hint="`gpuhive keys list` shows the active ones", key=id_or_name)
+            raise self._not_active(id_or_name)
         row = self.db.execute("SELECT id FROM api_keys WHERE revoked_at = ? AND (id = ? OR "
                               "name = ?)", (now, id_or_name, id_or_name)).fetchone()
         return self._get(row[0])
+
+    def _not_active(self, id_or_name: str) -> KeyNotFound:
+        """Why no active key answers to ``id_or_name``: revoked already, or never there (and
+        which active names and ids are close)."""
+        keys = self.list(include_revoked=True)
+        if any(id_or_name in (k.key_id, k.name) for k in keys):
+            return KeyNotFound(f"API key {id_or_name!r} is already revoked",
+                               hint="nothing to do; `gpuhive keys ls` shows every key",
+                               key=id_or_name)
+        active = [x for k in keys if k.revoked_at is None for x in (k.name, k.key_id)]
+        return KeyNotFound(f"no active API key {id_or_name!r}",
+                           hint=did_you_mean(id_or_name, active)
+                           + "`gpuhive keys ls` shows the active ones", key=id_or_name)
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         sql = "SELECT id FROM api_keys" + ("" if include_revoked else
@@ -147,7 +161,8 @@ class ApiKeyStore:
         row = self.db.execute(f"SELECT {_COLS} FROM api_keys WHERE id = ?",
                               (key_id,)).fetchone()
         if row is None:
-            raise ServeError(f"no API key {key_id!r}", hint="`gpuhive keys list`", key=key_id)
+            raise KeyNotFound(f"no API key {key_id!r}", hint="`gpuhive keys ls` lists them",
+                              key=key_id)
         return _key(row)
 
 

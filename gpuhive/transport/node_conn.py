@@ -23,6 +23,7 @@ from gpuhive.errors import NodeUnreachable
 from gpuhive.transport.api import ExecResult, HostInfo, LineSink, SendProgress
 from gpuhive.transport.keys import CIPHERS, fingerprint, import_public, public_text
 from gpuhive.transport.sftp_files import SftpFiles
+from gpuhive.transport.ssh_login import login_failure
 
 AGENT_USER = "gpuhive"
 
@@ -198,21 +199,8 @@ class NodeConnections:
             conn = await asyncio.wait_for(asyncssh.connect(
                 host, port, username=user, client_keys=[self.client_key], known_hosts=None,
                 agent_path=None, preferred_auth=["publickey"]), self.connect_timeout)
-        except asyncssh.PermissionDenied as exc:
-            raise NodeUnreachable(
-                f"{addr} refused the controller's key: {exc.reason or exc}",
-                hint="add the controller's public key (`gpuhive init --show-key`) to "
-                     f"~{user}/.ssh/authorized_keys there", address=str(addr)) from exc
-        except ConnectionRefusedError as exc:
-            raise NodeUnreachable(
-                f"cannot connect to {host}:{port}: connection refused",
-                hint=f"is sshd running on {host} and listening on port {port}?",
-                address=str(addr)) from exc
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-            raise NodeUnreachable(
-                f"cannot reach {addr}: {exc or type(exc).__name__}",
-                hint="check the address, the port and any firewall on the way",
-                address=str(addr)) from exc
+            raise login_failure(exc, user, host, port, self.connect_timeout) from exc
         async with conn:
             key = conn.get_server_host_key()
             result = await conn.run(probe_command, check=False)

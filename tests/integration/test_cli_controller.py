@@ -42,8 +42,8 @@ def test_owner_lifecycle(tmp_path: Path) -> None:
         assert _gh(home, "invite", "revoke", inv["id"]).returncode == 0
         assert json.loads(_gh(home, "invite", "ls", "--json").stdout)[0]["state"] == "revoked"
         unknown = _gh(home, "invite", "revoke", "000000000000")
-        assert unknown.returncode == 3 and "no join token" in unknown.stderr
-        bad = _gh(home, "invite", "--ttl", "forever")
+        assert unknown.returncode == 5 and "no join token" in unknown.stderr  # not found
+        bad = _gh(home, "invite", "--anyone", "--ttl", "forever")
         assert bad.returncode == 2 and "not a duration" in bad.stderr
     finally:
         down = _gh(home, "down")

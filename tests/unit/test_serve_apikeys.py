@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuhive.errors import KeyNotFound
 from gpuhive.serve.apikeys import ApiKeyStore
 from gpuhive.serve.errors import AuthError, PermissionDenied, ServeError
 
@@ -51,7 +52,7 @@ def test_revocation_is_seen_by_another_connection_at_once(tmp_path: Path) -> Non
     assert info.value.api_code == "revoked_api_key"
     assert [k.name for k in cli_side.list()] == []
     assert [k.key_id for k in cli_side.list(include_revoked=True)] == [key.key_id]
-    with pytest.raises(ServeError):
+    with pytest.raises(KeyNotFound, match="already revoked"):
         cli_side.revoke("bob", now=6.0)
     cli_side.create("bob", now=7.0)  # the name is free again
 
