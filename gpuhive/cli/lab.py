@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from gpuhive.cli.render import nodes_table, out, print_json
-from gpuhive.lab import hive
+from gpuhive.cli.render import err, nodes_table, out, plain_table, print_json
+from gpuhive.lab import hive, procs
+from gpuhive.lab import status as lab_status
 from gpuhive.lab.netns import lab_prefixes, teardown
 
 app = typer.Typer(help="An emulated hive on this machine: NAT'd friends in network "
@@ -58,14 +59,35 @@ def down(
 def status(lab_dir: Path = DirOpt,
            json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
         -> None:
-    """The lab's hosts, processes and nodes."""
+    """The lab's hosts (namespace, addresses), its processes (pid, alive, what) and its nodes.
+
+    Hosts and processes come from the lab's state file, so they show even when the lab's
+    controller is down; then it says so and exits 1.
+    """
     lab = hive.load(lab_dir)
-    nodes = lab.nodes()
+    r = lab_status.report(lab.state, procs.alive, lab_status.cmdline, lab.nodes)
+    ctl = r["controller"]
     if json_out:
-        print_json({**lab.state.to_dict(), "nodes": nodes})
-        return
+        print_json(r)
+        raise typer.Exit(0 if ctl["up"] else 1)
     out.print(f"lab {lab.state.prefix} ({lab.state.mode}) in {lab.dir}")
+    hosts = plain_table("HOST", "NAMESPACE", "ADDRESS", "PUBLIC")
     for h in lab.state.hosts:
-        out.print(f"  {h.name:<9} {h.namespace or '-':<12} {h.address:<14} public "
-                  f"{h.public_address}")
-    out.print(nodes_table(nodes))
+        hosts.add_row(h.name, h.namespace or "-", h.address, h.public_address)
+    out.print(hosts)
+    table = plain_table("PROCESS", "PID", "ALIVE", "WHAT", "COMMAND")
+    for p in r["processes"]:
+        table.add_row(p["role"], str(p["pid"]), "[green]yes[/green]" if p["alive"]
+                      else "[red]no[/red]", p["what"], _short(p["command"]))
+    out.print(table)
+    if not ctl["up"]:
+        err.print(f"[red]controller down:[/red] {ctl['error']}", markup=True)
+        err.print("  hint: `gpuhive lab down` removes the lab; `gpuhive lab up` builds a new "
+                  "one")
+        raise typer.Exit(1)
+    out.print(nodes_table(r["nodes"]))
+    out.print(f"use it with:  export GPUHIVE_HOME={lab.controller_home}")
+
+
+def _short(command: str, width: int = 70) -> str:
+    return command if len(command) <= width else command[:width - 1] + "…"

@@ -70,7 +70,8 @@ def load(path: Path) -> LabState:
         return LabState.from_dict(data)
     except FileNotFoundError as exc:
         raise LabError(f"no lab state at {path}",
-                       hint="is a lab running from this directory?") from exc
+                       hint="no lab runs from that directory: start one with `gpuhive lab "
+                            "up`, or name the right one with --dir (or GPUHIVE_LAB_DIR)") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LabError(f"unreadable lab state {path}: {exc}",
                        hint="delete it; namespaces can still be removed by prefix") from exc
