@@ -60,6 +60,8 @@ class Hive:
             n.id: (started if n.status != NodeStatus.OFFLINE else n.last_heartbeat)
             for n in registry.list_nodes() if n.kind == NodeKind.AGENT}
         self.pending: dict[str, Beat] = {}
+        # node id → when its agent said goodbye (a clean stop), until it connects again
+        self.stopped: dict[str, float] = {}
         self.last_hw: dict[str, Hardware] = {}  # for thermal onsets between snapshots
         self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
         self.spoke_status: dict[str, dict[str, Any]] = {}  # last stored overlay report
@@ -78,6 +80,14 @@ class Hive:
 
     def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:
         return self.registry.node_for_key(node_id, public_key)
+
+    def node_removed(self, node_id: str, public_key: str) -> bool:
+        try:
+            node = self.registry.get_node(node_id, include_removed=True)
+        except GpuhiveError:
+            return False
+        return node.id == node_id and node.public_key == public_key \
+            and node.removed_at is not None
 
     async def enroll(self, credential: str, request: Message, peer: str) -> dict[str, Any]:
         token_id, secret = tokens.split_credential(credential)
@@ -114,6 +124,7 @@ class Hive:
         self.links.setdefault(node.id, set()).add(conn)
         self.senders[node.id] = (conn, send)
         self.sent_direct.pop(node.id, None)  # a new link starts with no direct candidates
+        self.stopped.pop(node.id, None)
         self.last_heard[node.id] = now
         self.pending[node.id] = Beat(now, node.agent_state or "available", None, None)
         self.registry.set_connection(node.id, connected_since=now, public_addr=peer, now=now,
@@ -145,6 +156,19 @@ class Hive:
         self.pending[node.id] = Beat(now, msg["state"][:32], hw,
                                      policy if isinstance(policy, dict) else None,
                                      _spoke_status(overlay))
+
+    def goodbye(self, node: NodeRecord, msg: Message) -> None:
+        """A clean stop: offline at the next tick, reason ``agent stopped``, no penalty.
+
+        The goodbye is the last thing heard from the node, so SEEN and the reason's age
+        both count from it."""
+        now = self.clock()
+        self.stopped[node.id] = now
+        self.last_heard[node.id] = now
+        beat = self.pending.get(node.id)
+        self.pending[node.id] = replace(beat, at=now) if beat is not None else \
+            Beat(now, node.agent_state or "available", None, None)
+        log.info("node %s: agent stopped (%s)", node.name, str(msg["reason"])[:80])
 
     def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None:
         conns = self.links.get(node.id)
@@ -212,6 +236,7 @@ class Hive:
             conn.close()
         self.last_heard.pop(node_id, None)
         self.pending.pop(node_id, None)
+        self.stopped.pop(node_id, None)
         self.spoke_status.pop(node_id, None)
         return len(conns)
 

@@ -3,7 +3,8 @@
 Each tick flushes buffered heartbeats, moves nodes between online/degraded/offline
 (``core.liveness``) and applies the reliability consequences (``core.reliability``):
 a missed heartbeat or going offline costs, steady heartbeats earn (credited every
-``CREDIT_EVERY`` seconds so the registry is not rewritten on every tick).
+``CREDIT_EVERY`` seconds so the registry is not rewritten on every tick). An agent that
+said goodbye goes offline at once and costs nothing: its friend stopped it, it did not fail.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Tracker:
                 {n.id: n.status for n in nodes},
                 {n.id: self.hive.last_heard.get(n.id, n.last_heartbeat) for n in nodes},
                 now, self.settings.heartbeat_interval,
-                offline_after=self.settings.offline_after_missed):
+                offline_after=self.settings.offline_after_missed, stopped=self.hive.stopped):
             node = by_id[t.node_id]
             self.registry.set_status(t.node_id, t.new.status, t.new.reason, now)
             log.info("node %s: %s → %s %s", node.name, t.old.value, t.new.status.value,
@@ -44,7 +45,8 @@ class Tracker:
             r = self._reliability(t.node_id, now)
             if t.new.status == NodeStatus.DEGRADED and t.old == NodeStatus.ONLINE:
                 r = rel.on_missed_heartbeat(r, now, t.new.missed)
-            elif t.new.status == NodeStatus.OFFLINE and t.old != NodeStatus.OFFLINE:
+            elif t.new.status == NodeStatus.OFFLINE and t.old != NodeStatus.OFFLINE \
+                    and not t.new.stopped:
                 r = rel.on_offline(r, now)
             if t.new.status == NodeStatus.ONLINE:
                 self.credited[t.node_id] = now

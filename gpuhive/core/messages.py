@@ -12,11 +12,18 @@ Channels and what flows on them::
                                                      encryption and a send per beat)
                                                     controller → peers (the overlay's
                                                      direct-path candidates, on change)
+                               agent → goodbye      controller records a clean stop and
+                                                     closes the channel
+
+A removed node's key is refused at authentication, where no channel exists yet; the
+controller says why in an SSH auth banner (``removed_banner``), which only the controller
+whose host key the agent pinned can send, so ``removed_node`` lets the agent know for sure.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +46,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
                 "forward_port": (int,)},
     "heartbeat": {"seq": (int,), "state": (str,), "hardware": (dict,)},
     "peers": {"direct": (list,)},
+    "goodbye": {"reason": (str,)},
     "error": {"code": (str,), "message": (str,)},
 }
 _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
@@ -49,6 +57,21 @@ _OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     "welcome": {"overlay": (dict,)},
     "error": {"hint": (str,)},
 }
+
+
+_REMOVED = re.compile(r"^gpuhive: node (\S{1,64}) was removed from this hive\b")
+
+
+def removed_banner(node_id: str) -> str:
+    """What the hive endpoint tells a removed node's agent (a person reads it too)."""
+    return (f"gpuhive: node {node_id} was removed from this hive by its owner; "
+            "ask the owner for a new token\r\n")
+
+
+def removed_node(banner: str) -> str | None:
+    """The node id a ``removed_banner`` names, or None for any other banner."""
+    match = _REMOVED.match(banner)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuhive.core import liveness
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import AgentState, CpuInfo, Hardware, NodeRecord, NodeStatus
 from gpuhive.core.ranking import NodeView, OwnerPolicy, TaskHistory
@@ -66,11 +67,17 @@ def prune_thermal(events: list[float], now: float) -> list[float]:
     return [t for t in events if now - t < KEEP_THERMAL_S]
 
 
+# what the agent says about itself, in words; "the friend" lends the machine
+_AGENT_STATE_REASONS = {
+    AgentState.PAUSED: "paused by the friend",
+    AgentState.DRAINING: "paused by the friend, finishing running work",
+    AgentState.DEGRADED: "the agent reports a problem",
+}
+
+
 def status_reason(node: NodeRecord, now: float) -> str:
-    """One line on why a node is not simply online and available."""
+    """One line on why a node is not simply online and available, ages as of ``now``."""
     if node.status != NodeStatus.ONLINE:
-        return node.status_reason or node.status.value
-    state = agent_state_of(node)
-    if state != AgentState.AVAILABLE and state != AgentState.BUSY:
-        return f"owner: {state.value}"
-    return ""
+        return liveness.explain(node.status_reason, node.last_heartbeat, now) \
+            or node.status.value
+    return _AGENT_STATE_REASONS.get(agent_state_of(node), "")

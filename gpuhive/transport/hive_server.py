@@ -7,6 +7,8 @@ Policy, enforced per connection:
 * a node authenticates as its node id with its registered node key, may open only the
   ``gpuhive-agent`` subsystem and may ask for exactly one reverse forward: controller
   127.0.0.1:P, P being its own assigned port.
+* a removed node's key is refused too, with an auth banner that says so (see
+  ``messages.removed_banner``): the agent stops instead of retrying forever.
 * anything else is refused. Message handling is delegated to a ``HiveHandler``.
 """
 
@@ -37,6 +39,9 @@ class HiveHandler(Protocol):
 
     def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None: ...
 
+    def node_removed(self, node_id: str, public_key: str) -> bool:
+        """Whether this id and key belonged to a node that was removed."""
+
     async def enroll(self, credential: str, request: Message, peer: str) -> dict[str, Any]: ...
 
     def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
@@ -44,6 +49,9 @@ class HiveHandler(Protocol):
         """The welcome for a node's agent; ``send`` pushes later messages down its link."""
 
     def heartbeat(self, node: NodeRecord, msg: Message) -> None: ...
+
+    def goodbye(self, node: NodeRecord, msg: Message) -> None:
+        """The agent is stopping cleanly (its friend stopped it): not a failure."""
 
     def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None: ...
 
@@ -56,6 +64,7 @@ class _HiveConnection(asyncssh.SSHServer):
         self.peer = "?"
         self.node: NodeRecord | None = None
         self.credential: str | None = None
+        self.told_removed = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -90,11 +99,23 @@ class _HiveConnection(asyncssh.SSHServer):
             return False
         node = self.handler.node_for_key(username, public_text(key))
         if node is None:
-            log.info("refused unknown key %s for %r from %s", key.get_fingerprint(), username,
-                     self.peer)
+            if self.handler.node_removed(username, public_text(key)):
+                log.info("refused removed node %s from %s", username, self.peer)
+                self._tell_removed(username)
+            else:
+                log.info("refused unknown key %s for %r from %s", key.get_fingerprint(),
+                         username, self.peer)
             return False
         self.node = node
         return True
+
+    def _tell_removed(self, node_id: str) -> None:
+        # sent before the auth failure, so the agent has it when PermissionDenied comes
+        if self.told_removed or self.conn is None:
+            return
+        self.told_removed = True
+        with contextlib.suppress(OSError):
+            self.conn.send_auth_banner(messages.removed_banner(node_id))
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         node = self.node
@@ -128,6 +149,7 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
         self.buffer = LineBuffer()
         self.kind = ""
         self.greeted = False
+        self.left = False  # the agent said goodbye: nothing after it counts
         self.last_seq = -1
         self.busy = False
         self.task: asyncio.Future[None] | None = None
@@ -153,9 +175,11 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
         return True
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self.left:
+            return
         try:
             for line in self.buffer.feed(data):
-                if line.strip():
+                if line.strip() and not self.left:
                     self._dispatch(messages.decode(line))
         except ProtocolError as exc:
             self._fail(exc)
@@ -185,6 +209,13 @@ class _HiveSession(asyncssh.SSHServerSession[bytes]):
             # no ack: the agent needs none, and each reply costs the controller two
             # encryptions and two sends (asyncssh pads with an ignore packet)
             self.owner.handler.heartbeat(node, msg)
+        elif msg.type == "goodbye":
+            if not self.greeted:
+                raise ProtocolError("goodbye before hello")
+            self.left = True
+            self.owner.handler.goodbye(node, msg)
+            if self.chan is not None:
+                self.chan.exit(0)  # the agent waits for this close: its goodbye arrived
         else:
             raise ProtocolError(f"unexpected {msg.type} message from an agent")
 

@@ -61,9 +61,25 @@ def test_new_node_starts_low_and_unknown_state_is_degraded() -> None:
 
 def test_status_reason() -> None:
     assert nodeview.status_reason(_node(), 0) == ""
-    assert nodeview.status_reason(_node(agent_state="paused"), 0) == "owner: paused"
-    assert nodeview.status_reason(_node(status=NodeStatus.OFFLINE, status_reason="missed 3"),
-                                  0) == "missed 3"
+    # "the friend" lends the machine; "the owner" runs the hive
+    assert nodeview.status_reason(_node(agent_state="paused"), 0) == "paused by the friend"
+    assert "friend" in nodeview.status_reason(_node(agent_state="draining"), 0)
+    assert nodeview.status_reason(_node(status=NodeStatus.OFFLINE, status_reason="gone"),
+                                  0) == "gone"
+
+
+def test_status_reason_ages_are_computed_when_shown() -> None:
+    late = _node(status=NodeStatus.DEGRADED, status_reason="missed heartbeats",
+                 last_heartbeat=1000.0)
+    assert nodeview.status_reason(late, 1004.0) == "missed heartbeats, last heard 4s ago"
+    assert nodeview.status_reason(late, 1046.0) == "missed heartbeats, last heard 46s ago"
+    stopped = _node(status=NodeStatus.OFFLINE, status_reason="agent stopped",
+                    last_heartbeat=1000.0)
+    assert nodeview.status_reason(stopped, 1300.0) == "agent stopped 5m ago"
+    # what 0.1.0 stored, frozen at the transition, is re-aged too
+    old = _node(status=NodeStatus.OFFLINE, status_reason="missed 3 heartbeats, last heard 4s ago",
+                last_heartbeat=1000.0)
+    assert nodeview.status_reason(old, 1046.0) == "missed heartbeats, last heard 46s ago"
 
 
 def test_transfer_size_targets_a_second_and_a_half() -> None:
