@@ -57,3 +57,23 @@ def agent_state(policy: OwnerPolicy, running_tasks: int) -> AgentState:
     if policy.paused:
         return AgentState.DRAINING if running_tasks else AgentState.PAUSED
     return AgentState.BUSY if running_tasks else AgentState.AVAILABLE
+
+
+def parse_max_gpus(text: str) -> int | None:
+    """``--max-gpus``: a count, or ``all`` (None: no limit, what `agent policy` shows as all)."""
+    value = text.strip().lower()
+    if value == "all":
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"--max-gpus {text!r} is neither a number nor `all`",
+                          hint="e.g. --max-gpus 1, or --max-gpus all to offer every GPU",
+                          key="max_gpus")
+    return int(value)
+
+
+def describe_policy(p: OwnerPolicy) -> str:
+    """One line for `gpuhive agent policy`."""
+    sharing = "paused (no new work)" if p.paused else "on"
+    gpus = "all" if p.max_gpus is None else str(p.max_gpus)
+    return (f"sharing {sharing} · max GPUs {gpus} · reserved VRAM {p.reserve_vram_mib} MiB "
+            f"per GPU · schedule {p.schedule or 'always'}")

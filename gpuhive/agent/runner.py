@@ -1,4 +1,9 @@
-"""The agent on a friend's box: embedded SSH server + the link home + heartbeats."""
+"""The agent on a friend's box: embedded SSH server + the link home + heartbeats.
+
+One agent per $GPUHIVE_HOME (``agent.lock``): the lock comes before anything else, so a
+second agent touches nothing of the first. A stop by SIGINT/SIGTERM says goodbye to the
+controller first, which records a clean stop rather than missed heartbeats.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,14 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from gpuhive.agent import reaper
+from gpuhive.agent.console import Console
+from gpuhive.agent.errors import NodeRemoved
+from gpuhive.agent.lock import AgentLock
 from gpuhive.agent.overlay_spoke import Spoke
 from gpuhive.agent.policy import agent_state, load_policy, policy_to_dict
 from gpuhive.agent.state import AgentHome, AgentIdentity
@@ -24,16 +33,20 @@ from gpuhive.errors import GpuhiveError
 from gpuhive.fsutil import write_json
 from gpuhive.probe import probe_hardware
 from gpuhive.transport import keys
-from gpuhive.transport.agent_link import AgentLink, LinkStatus, LinkTarget
+from gpuhive.transport.agent_link import AgentLink, LinkEnd, LinkEvent, LinkStatus, LinkTarget
 from gpuhive.transport.embedded_server import start_embedded_server
 
 log = logging.getLogger(__name__)
 
 
 class Agent:
-    def __init__(self, home: AgentHome, settings: Settings) -> None:
+    def __init__(self, home: AgentHome, settings: Settings, *,
+                 on_event: Callable[[LinkEvent], None] = lambda e: None,
+                 say: Callable[[str], None] = lambda text: None) -> None:
         self.home = home
         self.settings = settings
+        self.on_event = on_event  # link events, for the foreground agent's lines
+        self.say = say  # anything else the friend should read
         self.identity = AgentIdentity.load(home)
         self.node_key = keys.load_key(home.node_key)
         self.host_key = keys.load_key(home.embedded_host_key)
@@ -70,17 +83,29 @@ class Agent:
         with contextlib.suppress(OSError):
             write_json(self.home.status_file, data, private=False)
 
-    async def run(self) -> None:
+    async def run(self, lock: AgentLock | None = None) -> LinkEnd:
+        """Run until cancelled, removed or stopped; ``lock``: one the caller already holds
+        (enroll takes it before enrolling), else it is taken here, first of all."""
+        held = lock or AgentLock.acquire(self.home)
+        try:
+            return await self._run()
+        finally:
+            if lock is None:
+                held.release()
+
+    async def _run(self) -> LinkEnd:
         # commands the controller runs here find this interpreter (and so gpuhive) by it
         os.environ["GPUHIVE_PYTHON"] = sys.executable
         os.environ["GPUHIVE_HOME"] = str(self.home.root)
         # an earlier agent that died left its commands running: nobody can reach them now
+        # (we hold the lock, so no other agent of this home is alive to own them)
         left = reaper.orphans(str(self.home.root))
         for pid in left:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         if left:
             log.warning("stopped %d process(es) an earlier agent left running", len(left))
+            self.say(f"stopped {len(left)} process(es) an earlier agent left running")
         acceptor, self.embedded_port = await start_embedded_server(
             self.host_key, self.identity.controller_client_key)
         ident = self.identity
@@ -89,31 +114,88 @@ class Agent:
                        ident.forward_port, ident.controller_host_key),
             self.node_key, self.embedded_port, self.settings,
             heartbeat=self.heartbeat_payload, on_status=self._write_status,
-            on_welcome=self.on_welcome, on_message=self.on_message)
-        self.home.pid_file.write_text(f"{os.getpid()}\n")
+            on_welcome=self.on_welcome, on_message=self.on_message, on_event=self.on_event)
+        pid_text = f"{os.getpid()}\n"
+        self.home.pid_file.write_text(pid_text)
         self._write_status(self.link.status)
         log.info("agent %s up: embedded server 127.0.0.1:%s, dialing %s:%s", ident.name,
                  self.embedded_port, ident.controller_host, ident.controller_port)
         try:
-            await self.link.run()
+            return await self.link.run()
         finally:
             acceptor.close()
             with contextlib.suppress(Exception):
                 await self.spoke.stop()
-            with contextlib.suppress(FileNotFoundError):
-                self.home.pid_file.unlink()
+            _remove_if_ours(self.home.pid_file, pid_text)
             status = self.link.status
+            if status.state != LinkEnd.REMOVED.value:
+                status.state = LinkEnd.STOPPED.value
+                status.last_error = "agent stopped"
             status.connected = False
-            status.last_error = "agent stopped"
+            status.retry_at = None
             self._write_status(status)
 
+    async def leave(self) -> bool:
+        """Say goodbye to the controller; True if it confirmed the clean stop."""
+        return self.link is not None and await self.link.goodbye()
 
-async def serve(home: AgentHome, settings: Settings) -> None:
-    """Run the agent until SIGINT/SIGTERM."""
-    agent = Agent(home, settings)
-    task = asyncio.ensure_future(agent.run())
+
+def _remove_if_ours(path: Any, text: str) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            path.unlink()
+
+
+@dataclass(frozen=True)
+class AgentExit:
+    """How the agent ended: by a signal (SIGINT → exit 130, SIGTERM → 0) or on its own."""
+
+    signal: int | None = None
+
+
+async def serve(home: AgentHome, settings: Settings, *, lock: AgentLock | None = None,
+                console: Console | None = None) -> AgentExit:
+    """Run the agent until SIGINT/SIGTERM (goodbye first; a second signal stops at once).
+
+    Raises ``NodeRemoved`` when the controller says this machine was removed."""
+    agent = Agent(home, settings, on_event=console.on_event if console else lambda e: None,
+                  say=console.say if console else lambda text: None)
+    task = asyncio.ensure_future(agent.run(lock))
     loop = asyncio.get_running_loop()
+    signals: list[int] = []
+
+    async def leave() -> None:
+        if console is not None:
+            console.say("stopping: telling the controller this is a clean stop")
+        if await agent.leave():  # confirmed: the link ends by itself, give it a moment
+            await asyncio.wait({task}, timeout=5)
+        task.cancel()
+
+    leaving: list[asyncio.Future[None]] = []
+
+    def on_signal(sig: int) -> None:
+        signals.append(sig)
+        if len(signals) == 1 and agent.link is not None and agent.link.status.connected:
+            leaving.append(asyncio.ensure_future(leave()))
+        else:  # not connected, or a second Ctrl-C: stop now
+            task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        end = await task
+    except asyncio.CancelledError:
+        end = LinkEnd.STOPPED
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        for pending in leaving:
+            pending.cancel()
+    if end == LinkEnd.REMOVED and not signals:
+        ident = agent.identity
+        raise NodeRemoved(f"this machine ({ident.name}) was removed from the hive by its owner",
+                          hint="ask the owner for a new token, then run `gpuhive enroll TOKEN`",
+                          node_id=ident.node_id, name=ident.name)
+    if console is not None:
+        console.say("agent stopped")
+    return AgentExit(signals[0] if signals else None)

@@ -32,6 +32,10 @@ class AgentHome:
         return self.root / "agent_status.json"
 
     @property
+    def lock_file(self) -> Path:
+        return self.root / "agent.lock"
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "agent.pid"
 

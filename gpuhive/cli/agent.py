@@ -5,22 +5,35 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from gpuhive.agent.policy import load_policy, policy_to_dict, save_policy
+from gpuhive.agent.console import seconds
+from gpuhive.agent.lock import AgentLock
+from gpuhive.agent.policy import (
+    describe_policy,
+    load_policy,
+    parse_max_gpus,
+    policy_to_dict,
+    save_policy,
+)
 from gpuhive.agent.state import AgentHome, AgentIdentity
 from gpuhive.cli import common
 from gpuhive.cli.render import age, out, print_json
 from gpuhive.core.ranking import OwnerPolicy
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import CommandFailed, ConfigError, StateError
+from gpuhive.fsutil import ensure_private_dir
 from gpuhive.pids import alive
 from gpuhive.probe import probe_hardware, probe_software
 
@@ -39,17 +52,24 @@ def enroll(
     from gpuhive.agent.enroll import enroll as do_enroll
     root = common.home()
     settings = common.settings()
-    ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout,
-                                  settings=settings))
-    out.print(f"enrolled as {ident.name} ({ident.node_id}) with controller "
-              f"{ident.controller_host}:{ident.controller_port}")
-    if service:
-        install_service(root)
-        return
-    if no_start:
-        out.print("start the agent with `gpuhive agent`")
-        return
-    _run_foreground(root)
+    # a running agent's identity and keys must not change under it: refuse before anything
+    lock = AgentLock.acquire(AgentHome(ensure_private_dir(root)))
+    try:
+        ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout,
+                                      settings=settings))
+        out.print(f"enrolled as {ident.name} ({ident.node_id}) with controller "
+                  f"{ident.controller_host}:{ident.controller_port}")
+        if service or no_start:
+            lock.release()  # the service's agent takes it
+        if service:
+            install_service(root)
+            return
+        if no_start:
+            out.print("start the agent with `gpuhive agent`")
+            return
+        _run_foreground(root, lock)
+    finally:
+        lock.release()
 
 
 @app.callback(invoke_without_command=True)
@@ -69,24 +89,53 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         st = json.loads(home.status_file.read_text())
     except (OSError, ValueError):
         st = {}
-    pid = st.get("pid")
-    running = bool(pid) and alive(int(pid))
-    connected = running and bool(st.get("connected"))
-    data = {"node_id": ident.node_id, "name": ident.name, "running": running,
-            "connected": connected, "since": st.get("since"),
-            "controller": f"{ident.controller_host}:{ident.controller_port}",
-            "last_error": st.get("last_error", ""), "pid": pid if running else None}
+    data = status_view(ident, st, _pid_alive(st.get("pid")))
     if json_out:
         print_json(data)
-    elif not running:
-        out.print(f"agent {ident.name} is not running (start it with `gpuhive agent`)")
-    elif connected:
-        out.print(f"agent {ident.name} connected to {data['controller']} since "
-                  f"{age(data['since'])}")
     else:
-        out.print(f"agent {ident.name} running but disconnected since {age(data['since'])}: "
-                  f"{data['last_error'] or 'connecting'}")
-    raise typer.Exit(0 if connected else 1)
+        out.print(status_line(data, time.time()))
+    raise typer.Exit(0 if data["connected"] else 1)
+
+
+def _pid_alive(pid: Any) -> bool:
+    return isinstance(pid, int) and pid > 0 and alive(pid)
+
+
+def status_view(ident: AgentIdentity, st: dict[str, Any], running: bool) -> dict[str, Any]:
+    """What `agent status` reports, from the agent's status file. Pure."""
+    stored = str(st.get("state") or ("connected" if st.get("connected") else ""))
+    if stored == "removed":
+        state = "removed"  # whether or not a process still lingers, this is what matters
+    elif not running:
+        state = "stopped"
+    else:
+        state = stored or "connecting"
+    connected = running and state == "connected"
+    return {"node_id": ident.node_id, "name": ident.name, "state": state, "running": running,
+            "connected": connected, "since": st.get("since"),
+            "controller": f"{ident.controller_host}:{ident.controller_port}",
+            "last_error": st.get("last_error", ""),
+            "retry_at": st.get("retry_at") if running and not connected else None,
+            "updated_at": st.get("updated_at"), "pid": st.get("pid") if running else None}
+
+
+def status_line(d: dict[str, Any], now: float) -> str:
+    """The sentence `agent status` prints. Pure."""
+    name, state = d["name"], d["state"]
+    if state == "removed":
+        return (f"this machine ({name}) was removed from the hive by its owner: ask the owner "
+                "for a new token, then run `gpuhive enroll TOKEN`")
+    if state == "stopped":
+        when = f"; it stopped {age(d['updated_at'], now)}" if d.get("updated_at") else ""
+        return f"agent {name} is not running (start it with `gpuhive agent`){when}"
+    if state == "connected":
+        return f"agent {name} connected to {d['controller']} since {age(d['since'], now)}"
+    if state == "connecting" or not d["last_error"]:
+        return f"agent {name} running, connecting to {d['controller']}"
+    retry = d.get("retry_at")
+    then = f"; retrying in {seconds(retry - now)}" if retry and retry > now else ""
+    return (f"agent {name} running but disconnected since {age(d['since'], now)}: "
+            f"{d['last_error']}{then}")
 
 
 @app.command()
@@ -106,7 +155,8 @@ def resume() -> None:
 
 @app.command()
 def policy(
-    max_gpus: int = typer.Option(None, help="offer at most this many GPUs to the hive"),
+    max_gpus: str = typer.Option(None, help="offer at most this many GPUs to the hive, "
+                                 "or `all`"),
     reserve_vram: str = typer.Option(None, help="VRAM per GPU kept for yourself, e.g. 4G"),
     schedule: str = typer.Option(None, help='when the hive may use this machine, local time, '
                                  'e.g. "22:00-08:00" or "22:00-08:00,12:00-13:00"; "" = always'),
@@ -115,7 +165,7 @@ def policy(
     """Show or change what this machine offers: GPU limit, reserved VRAM, schedule."""
     changes: dict[str, object] = {}
     if max_gpus is not None:
-        changes["max_gpus"] = max_gpus if max_gpus >= 0 else None
+        changes["max_gpus"] = parse_max_gpus(max_gpus)
     if reserve_vram is not None:
         try:
             changes["reserve_vram_mib"] = parse_size_mib(reserve_vram)
@@ -127,9 +177,7 @@ def policy(
     if json_out:
         print_json(policy_to_dict(p))
         return
-    out.print(f"paused {p.paused} · max GPUs {p.max_gpus if p.max_gpus is not None else 'all'}"
-              f" · reserved VRAM {p.reserve_vram_mib} MiB per GPU · schedule "
-              f"{p.schedule or 'always'}")
+    out.print(describe_policy(p))
 
 
 @app.command()
@@ -159,11 +207,26 @@ def _update_policy(**changes: object) -> OwnerPolicy:
     return p
 
 
-def _run_foreground(root: Path) -> None:
+def _run_foreground(root: Path, lock: AgentLock | None = None) -> None:
+    """Run the agent here, printing a few plain lines; Ctrl-C exits 130, SIGTERM 0."""
     from gpuhive.agent import runner
+    from gpuhive.agent.console import Console
+    _agent_logging()
+    home = AgentHome(root)
+    console = Console(AgentIdentity.load(home).name)
+    ended = asyncio.run(runner.serve(home, common.settings(), lock=lock, console=console))
+    if ended.signal == signal.SIGINT:
+        raise typer.Exit(130)
+
+
+def _agent_logging() -> None:
+    """Logs only with GPUHIVE_LOG (info, debug); otherwise warnings, as plain lines."""
     from gpuhive.cli.main import setup_logging
-    setup_logging(daemon=True)
-    asyncio.run(runner.serve(AgentHome(root), common.settings()))
+    if os.environ.get("GPUHIVE_LOG"):
+        setup_logging(daemon=True)
+        return
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
 
 def install_service(root: Path) -> None:
@@ -184,7 +247,3 @@ def install_service(root: Path) -> None:
                                 hint="is a systemd user session running? (`loginctl "
                                      "enable-linger $USER`)")
     out.print(f"agent installed as a systemd user unit ({unit_dir / 'gpuhive-agent.service'})")
-
-
-
-
