@@ -119,7 +119,8 @@ def status(
     once: bool = typer.Option(False, "--once", help="print once instead of a live view"),
     interval: float = typer.Option(2.0, help="seconds between refreshes of the live view"),
 ) -> None:
-    """The hive at a glance: controller, nodes, recent events. Live in a terminal."""
+    """The hive at a glance: controller, nodes, jobs, serving, recent events. Live in a
+    terminal (q or Ctrl-C quits); --once or a pipe prints it once."""
     if json_out:
         print_json(common.admin("overview"))
         return

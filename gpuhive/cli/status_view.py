@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from gpuhive.cli.live_view import run_live
 from gpuhive.cli.render import age, nodes_table, out, plain_table, status_text
 from gpuhive.errors import GpuhiveError
 
@@ -43,10 +42,11 @@ def render(data: dict[str, Any]) -> RenderableType:
 
 
 def live(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
-    with Live(render(fetch()), console=out, refresh_per_second=4, screen=False) as view:
-        while True:
-            time.sleep(interval)
-            try:
-                view.update(render(fetch()))
-            except GpuhiveError as exc:  # the controller went away: say so, keep trying
-                view.update(Text(f"controller unavailable: {exc.message}", style="red"))
+    """Refresh in place until `q` or Ctrl-C (the footer says so)."""
+    def frame() -> RenderableType:
+        try:
+            return render(fetch())
+        except GpuhiveError as exc:  # the controller went away: say so, keep trying
+            return Text(f"controller unavailable: {exc.message}", style="red")
+
+    run_live(render(fetch()), frame, interval, console=out)
