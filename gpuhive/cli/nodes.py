@@ -8,11 +8,15 @@ from typing import Any
 import typer
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, gib, nodes_table, out, print_json, status_text
+from gpuhive.cli.nodes_show import bench_line, probe_line, rank_lines, show_lines
+from gpuhive.cli.render import err, nodes_table, out, print_json
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import ConfigError
 
 app = typer.Typer(help="The machines in the hive.")
+
+
+_WIDE_HELP = "every column: each GPU, software, link, overlay address or error, reason"
 
 
 @app.callback(invoke_without_command=True)
@@ -20,15 +24,25 @@ def list_(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
     all_: bool = typer.Option(False, "--all", help="include removed nodes"),
+    wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
-    """List every node: status, hardware, last heartbeat."""
+    """List every node: status, hardware, free memory, REL, overlay, last heartbeat.
+
+    REL is the node's earned reliability, 0 to 1: a new node starts at 0.30, steady
+    heartbeats take it up to 0.70, finished tasks higher; failed tasks, missed heartbeats
+    and going offline lower it. Among similar nodes, work goes to the more reliable.
+
+    OVERLAY is the node's WireGuard spoke: up; down (`gpuhive nodes show NAME` has the
+    error); off when the controller runs no overlay.
+    """
     if ctx.invoked_subcommand is None:
-        ls(json_out, all_)
+        ls(json_out, all_, wide)
 
 
 @app.command("ls")
 def ls(json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
-       all_: bool = typer.Option(False, "--all", help="include removed nodes")) -> None:
+       all_: bool = typer.Option(False, "--all", help="include removed nodes"),
+       wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP)) -> None:
     """List every node: the same as `gpuhive nodes`."""
     nodes = common.admin("nodes.list", {"include_removed": all_})
     if json_out:
@@ -37,32 +51,19 @@ def ls(json_out: bool = typer.Option(False, "--json", help="machine-readable out
     if not nodes:
         out.print("no nodes yet: invite a friend with `gpuhive invite --name NAME`")
         return
-    out.print(nodes_table(nodes))
+    out.print(nodes_table(nodes, wide=wide, legend=True))
 
 
 @app.command()
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="machine-readable "
                                                   "output")) -> None:
-    """One node in detail, with its history (registered, online, degraded, offline…)."""
+    """One node in detail: connection, overlay, reliability, hardware, software, history."""
     n = common.admin("nodes.show", {"name": name})
     if json_out:
         print_json(n)
         return
-    hw = n.get("hardware") or {}
-    out.print(f"[bold]{n['name']}[/bold] ({n['id']}, {n['kind']}) {status_text(n['status'])}"
-              f" {n['status_reason']}")
-    out.print(f"  hostname {n['hostname'] or '-'} · connected {n['connected']} · from "
-              f"{n['public_addr'] or n['address'] or '-'} · last heartbeat "
-              f"{age(n['last_heartbeat'])}")
-    cpu = hw.get("cpu") or {}
-    out.print(f"  cpu {cpu.get('cores', '?')} cores {cpu.get('model', '')} · ram "
-              f"{gib(hw.get('memory_total_mib'))} · {hw.get('os', '')}")
-    for g in hw.get("gpus") or []:
-        out.print(f"  gpu{g['index']} {g['name']} {gib(g['memory_total_mib'])} "
-                  f"({gib(g.get('memory_used_mib'))} used)")
-    out.print("  history:")
-    for e in n["events"][-20:]:
-        out.print(f"    {age(e['at']):>10}  {e['event']:<13} {e['detail']}")
+    for line in show_lines(n):
+        out.print(line)
 
 
 @app.command()
@@ -126,44 +127,56 @@ def add(
 
 @app.command()
 def rank(
-    gpus: int = typer.Option(1, "--gpus", help="GPUs needed per node (0: CPU only)"),
-    min_vram: str = typer.Option("0", "--min-vram", help="VRAM needed per GPU, e.g. 12G"),
-    for_: str = typer.Option("serve", "--for", help="train or serve"),
+    for_: str = typer.Option("train", "--for", help="train or serve"),
+    nodes: str = typer.Option("1", "--nodes", help="train: the job's N or MIN:MAX nodes; "
+                              "serve: the replicas"),
+    gpus: str = typer.Option("auto", "--gpus", help="GPUs per node; auto: GPU nodes when "
+                             "enough fit, else CPU nodes, as train and serve choose; 0: CPU"),
+    min_vram: str = typer.Option("0", "--min-vram", help="VRAM needed per GPU (RAM on CPU "
+                                 "nodes), e.g. 12G"),
+    backend: str = typer.Option("auto", "--backend", help="train: auto, nccl or gloo"),
     precision: str = typer.Option("fp16", help="fp16, bf16 or fp32 (training needs the "
                                   "compute capability for it)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """The nodes that can take a request, best first, and why the others cannot."""
+    """The nodes a job would get, best first, and why each other node cannot take it.
+
+    The same choice `gpuhive train` (and `gpuhive serve`) makes with the same flags.
+    Exits 1 when fewer nodes fit than the request needs; `--json` still prints the
+    ranking.
+    """
     try:
         need = parse_size_mib(min_vram)
     except ValueError as exc:
         raise ConfigError(str(exc), key="min-vram") from exc
     r = common.admin("nodes.rank", {"gpus": gpus, "min_vram_mib": need, "purpose": for_,
-                                    "precision": precision})
+                                    "precision": precision, "nodes": nodes,
+                                    "backend": backend})
     if json_out:
         print_json(r)
-        return
-    if not r["ranked"]:
-        out.print("[red]no node can take this request[/red]")
-    for i, n in enumerate(r["ranked"], 1):
-        out.print(f"{i:>3}. {n['name']:<16} {n.get('why', '')}")
-    for n in r["excluded"]:
-        reasons = "; ".join(x["message"] for x in n["reasons"])
-        out.print(f"  [dim]✗ {n['name']:<16} {reasons}[/dim]")
+    else:
+        for line in rank_lines(r):
+            out.print(line)
+        if not r["fits"]:
+            err.print(f"[red]only {len(r['ranked'])} node(s) can take this request; it "
+                      f"needs {r['need']}[/red]")
+    raise typer.Exit(0 if r["fits"] else 1)
 
 
 @app.command()
-def probe(target: str = typer.Argument("all", help="node name(s), comma-separated, or all"))\
-        -> None:
+def probe(
+    target: str = typer.Argument("all", help="node name(s), comma-separated, or all"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
     """Probe hardware and software on nodes now (GPUs, drivers, torch, NCCL, llama.cpp)."""
-    failed = 0
-    for r in common.admin("nodes.probe", {"target": target}, timeout=None):
-        if r["ok"]:
-            out.print(f"{r['node']}: {r['gpus']} GPU(s) via {r['source']}")
-        else:
-            failed += 1
-            out.print(f"[red]{r['node']}: {r['error']}[/red]")
-    raise typer.Exit(1 if failed else 0)
+    with err.status("probing…"):
+        results = common.admin("nodes.probe", {"target": target}, timeout=None)
+    if json_out:
+        print_json(results)
+    else:
+        for r in results:
+            out.print(probe_line(r) if r["ok"] else f"[red]{r['node']}: {r['error']}[/red]")
+    raise typer.Exit(1 if any(not r["ok"] for r in results) else 0)
 
 
 @app.command()
@@ -172,22 +185,16 @@ def bench(
     no_gpu: bool = typer.Option(False, "--no-gpu", help="skip the GPU micro-benchmark"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Measure each node's link (RTT, throughput through its tunnel) and GPU (TFLOPS, GB/s)."""
-    with out.status("measuring…"):
+    """Measure each node's link (RTT, throughput through its tunnel) and GPU (TFLOPS, GB/s).
+
+    A node without a GPU gets the link measurement only, and says so.
+    """
+    with err.status("measuring…"):
         results = common.admin("nodes.bench", {"target": target, "gpu": not no_gpu},
                                timeout=None)
     if json_out:
         print_json(results)
-    for r in results if not json_out else []:
-        if not r["ok"]:
-            out.print(f"[red]{r['node']}: {r['error']}[/red]")
-            continue
-        line = (f"{r['node']}: rtt {r['rtt_ms']:.1f} ms, down {r['down_mbps']:.1f} Mbit/s, "
-                f"up {r['up_mbps']:.1f} Mbit/s")
-        g = r.get("gpu") or {}
-        if g.get("available"):
-            line += f"; {g['device']}: {g['matmul_tflops']} TFLOPS fp16, {g['memory_gbps']} GB/s"
-        elif g:
-            line += f"; no GPU benchmark: {g.get('reason')}"
-        out.print(line)
+    else:
+        for r in results:
+            out.print(bench_line(r) if r["ok"] else f"[red]{r['node']}: {r['error']}[/red]")
     raise typer.Exit(1 if any(not r["ok"] for r in results) else 0)

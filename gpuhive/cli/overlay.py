@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import typer
 
 from gpuhive.cli import common
-from gpuhive.cli.render import age, out, plain_table, print_json
+from gpuhive.cli.render import age, err, out, plain_table, print_json
 
 app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training traffic.")
 
@@ -55,15 +56,39 @@ def check(
     megabytes: int = typer.Option(50, help="size of the TCP transfer per pair"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Pairwise reachability (ping and a TCP transfer) as a matrix; failing pairs explained."""
-    with out.status("checking every pair…"):
+    """Pairwise reachability (ping and a TCP transfer) as a matrix; failing pairs explained.
+
+    Pairs are measured one at a time (a few seconds each); each is reported on stderr as
+    it finishes.
+    """
+    with err.status("checking every pair…") as spinner:
+        def show(ev: dict[str, Any]) -> None:
+            if ev.get("event") != "pair":
+                return
+            if ev["phase"] == "start":
+                spinner.update(f"[{ev['n']}/{ev['total']}] {ev['src']} → {ev['dst']}: ping "
+                               f"and {megabytes} MB over TCP…")
+            else:
+                err.print(pair_progress_line(ev))
+
         r = common.admin("overlay.check", {"target": nodes, "nbytes": megabytes * 1_000_000},
-                         timeout=None)
+                         on_event=show, timeout=None)
     if json_out:
         print_json(r)
     else:
         out.print(r["text"])
     raise typer.Exit(0 if r["ok"] else 1)
+
+
+def pair_progress_line(ev: dict[str, Any]) -> str:
+    """'[2/6] friend1 → friend2: 1.4 ms, 28 MB/s' for a finished pair."""
+    parts = [f"{ev['rtt_ms']:.1f} ms" if ev.get("rtt_ms") is not None else "ping ok"] \
+        if ev.get("ping_ok") else ["[red]no ping[/red]"]
+    if ev.get("transfer_ok") and ev.get("mb_per_s") is not None:
+        parts.append(f"{ev['mb_per_s']:.0f} MB/s")
+    elif ev.get("transfer_ok") is False:
+        parts.append("[red]tcp failed[/red]")
+    return f"[{ev['n']}/{ev['total']}] {ev['src']} → {ev['dst']}: {', '.join(parts)}"
 
 
 def _bytes(n: int) -> str:

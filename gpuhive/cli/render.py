@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # piped output is read by people in wide terminals or by tools: never wrap tables at 80
@@ -94,9 +95,105 @@ def plain_table(*columns: str, pad_edge: bool = False) -> Table:
     return table
 
 
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+REL_LEGEND = ("REL: earned reliability, 0 to 1: a new node starts at 0.30, steady heartbeats "
+              "take it up to 0.70, finished tasks higher; failures, missed heartbeats and "
+              "going offline lower it")
+_OVERLAY_STYLE = {"up": "green", "down": "red", "waiting": "yellow", "unknown": "yellow",
+                  "no address": "yellow", "off": "dim"}
+# compact labels: one word each, so the cell never wraps
+_OVERLAY_SHORT = {"up": "up", "down": "down", "waiting": "wait", "unknown": "?",
+                  "no address": "no-ip", "off": "off"}
+_VENDOR_WORDS = {"NVIDIA", "GeForce", "AMD", "Radeon", "Instinct", "Apple", "Intel", "Tesla"}
+
+
+def overlay_state(n: dict[str, Any]) -> dict[str, Any]:
+    """The node's spoke as the controller judged it (``overlay_state`` in `nodes --json`)."""
+    return n.get("overlay_state") or {"state": "unknown", "error": "", "ip": None}
+
+
+def overlay_cell(n: dict[str, Any], *, wide: bool = False) -> str:
+    st = overlay_state(n)
+    state = str(st.get("state") or "unknown")
+    style = _OVERLAY_STYLE.get(state, "")
+    label = state if wide else _OVERLAY_SHORT.get(state, state)
+    text = f"[{style}]{label}[/{style}]" if style else label
+    if not wide:
+        return text
+    detail = st.get("error") if state == "down" else st.get("ip") if state == "up" else ""
+    if state == "up" and st.get("direct"):
+        detail = f"{detail}, {st['direct']} direct"
+    return text + (f" {escape(str(detail))}" if detail else "")
+
+
+def gpu_model(name: str) -> str:
+    """'NVIDIA GeForce RTX 4090' → 'RTX 4090': the words that tell GPUs apart."""
+    words = [w for w in name.split() if w not in _VENDOR_WORDS]
+    return " ".join(words) or name
+
+
+def hardware_summary(hw: dict[str, Any]) -> str:
+    """'2×RTX 4090', 'RTX 4090+RTX 3090', or the cores of a CPU node."""
+    gpus = hw.get("gpus") or []
+    if not gpus:
+        cores = (hw.get("cpu") or {}).get("cores")
+        return f"cpu {cores or '?'}c"
+    counts: dict[str, int] = {}
+    for g in gpus:
+        model = gpu_model(str(g.get("name") or "?"))
+        counts[model] = counts.get(model, 0) + 1
+    return "+".join(f"{k}" if v == 1 else f"{v}×{k}" for k, v in counts.items())
+
+
+def _size(mib: float) -> str:
+    gib_ = mib / 1024
+    return f"{gib_:.0f}" if gib_ >= 10 else f"{gib_:.1f}"
+
+
+def free_summary(hw: dict[str, Any]) -> str:
+    """Free/total memory work would use: VRAM summed over GPUs, RAM on a CPU node."""
+    gpus = hw.get("gpus") or []
+    if gpus:
+        total = sum(g.get("memory_total_mib") or 0 for g in gpus)
+        free = total - sum(g.get("memory_used_mib") or 0 for g in gpus)
+    else:
+        total = hw.get("memory_total_mib") or 0
+        free = hw.get("memory_available_mib") or 0
+    return f"{_size(free)}/{_size(total)}G" if total else "-"
+
+
+def status_cell(n: dict[str, Any]) -> str:
+    """The controller's status, or what the agent says when that matters more (paused)."""
+    state = n.get("agent_state") or ""
+    if n["status"] == "online" and state not in ("", "available", "busy"):
+        return f"[yellow]{state}[/yellow]"
+    return status_text(n["status"])
+
+
+def nodes_table(nodes: list[dict[str, Any]], *, wide: bool = False,
+                legend: bool = False) -> Table:
+    """Compact by default (fits 80 columns); ``wide``: every column `gpuhive nodes` has."""
+    if wide:
+        return _wide_table(nodes, legend)
+    table = plain_table("NAME", "STATUS", "HARDWARE", "FREE", "REL", "OVERLAY", "SEEN")
+    for n in nodes:
+        hw = n.get("hardware") or {}
+        table.add_row(n["name"], status_cell(n), hardware_summary(hw), free_summary(hw),
+                      _rel(n), overlay_cell(n), age(n.get("last_heartbeat")))
+    if legend:
+        table.caption = ("FREE: VRAM free/total (RAM on CPU nodes) · REL: earned reliability "
+                         "0-1, new nodes 0.30 · --wide: every column")
+        table.caption_justify = "left"
+    return table
+
+
+def _rel(n: dict[str, Any]) -> str:
+    score = n.get("reliability_score")
+    return f"{score:.2f}" if score is not None else "-"
+
+
+def _wide_table(nodes: list[dict[str, Any]], legend: bool) -> Table:
     table = plain_table("NAME", "STATUS", "GPUS (free/total util temp power)", "SOFTWARE",
-                        "CPU/RAM", "LINK", "REL", "SEEN", "REASON / FROM")
+                        "CPU/RAM", "LINK", "REL", "OVERLAY", "SEEN", "REASON / FROM")
     for n in nodes:
         hw = n.get("hardware") or {}
         cores = (hw.get("cpu") or {}).get("cores")
@@ -106,8 +203,10 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         table.add_row(
             n["name"], status, gpu_cell(hw), software_cell(hw, n.get("software") or {}),
             f"{cores or '?'}c/{gib(hw.get('memory_total_mib'))}",
-            link_cell(n.get("link") or {}),
-            f"{n['reliability_score']:.2f}" if n.get("reliability_score") is not None else "-",
+            link_cell(n.get("link") or {}), _rel(n), overlay_cell(n, wide=True),
             age(n.get("last_heartbeat")),
             n.get("reason") or n.get("public_addr") or n.get("address") or "")
+    if legend:
+        table.caption = REL_LEGEND
+        table.caption_justify = "left"
     return table

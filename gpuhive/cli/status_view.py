@@ -13,14 +13,17 @@ from gpuhive.cli.live_view import run_live
 from gpuhive.cli.render import age, nodes_table, out, plain_table, status_text
 from gpuhive.errors import GpuhiveError
 
+WIDE_FROM = 150  # terminal columns from which the nodes panel shows every column
 
-def render(data: dict[str, Any]) -> RenderableType:
+
+def render(data: dict[str, Any], *, wide: bool = False) -> RenderableType:
     st = data["status"]
     counts = ", ".join(f"{v} {k}" for k, v in sorted(st["nodes"].items())) or "no nodes"
     head = Text.from_markup(
         f"[bold]gpuhive[/bold] controller pid {st['pid']} · endpoint {st['endpoint']} · "
         f"{counts} · {st['connected']} connected · http {st.get('http') or '-'}")
-    parts: list[RenderableType] = [head, Panel(nodes_table(data["nodes"]), title="nodes")]
+    parts: list[RenderableType] = [head, Panel(nodes_table(data["nodes"], wide=wide),
+                                               title="nodes")]
     if data.get("jobs"):
         jobs = plain_table("JOB", "STATE", "NODES", "STARTED", pad_edge=True)
         for j in data["jobs"]:
@@ -43,10 +46,13 @@ def render(data: dict[str, Any]) -> RenderableType:
 
 def live(fetch: Callable[[], dict[str, Any]], interval: float) -> None:
     """Refresh in place until `q` or Ctrl-C (the footer says so)."""
+    def wide() -> bool:
+        return out.width >= WIDE_FROM
+
     def frame() -> RenderableType:
         try:
-            return render(fetch())
+            return render(fetch(), wide=wide())
         except GpuhiveError as exc:  # the controller went away: say so, keep trying
             return Text(f"controller unavailable: {exc.message}", style="red")
 
-    run_live(render(fetch()), frame, interval, console=out)
+    run_live(render(fetch(), wide=wide()), frame, interval, console=out)

@@ -54,6 +54,9 @@ def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor, overlay: Overl
                                  rpm=rpm, tokens_per_day=tokens_per_day)
         return {**key.to_dict(), "token": token}
 
+    async def overlay_check(p: dict[str, Any], emit: Emit) -> Any:
+        return await overlay.check(**p, progress=emit)
+
     async def logs(p: dict[str, Any], emit: Emit) -> Any:
         return await jobs.logs(str(p["job"]), bool(p.get("follow")), emit)
 
@@ -88,7 +91,7 @@ def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor, overlay: Overl
         "jobs.cancel": asyn(jobs.cancel),
         "jobs.logs": logs,
         "overlay.status": asyn(overlay.status),
-        "overlay.check": asyn(overlay.check),
+        "overlay.check": overlay_check,
         "serve.start": asyn(serve_start),
         "serve.list": sync(serving.list_replicas),
         "serve.stop": asyn(serving.stop),

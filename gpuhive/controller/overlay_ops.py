@@ -12,6 +12,7 @@ import json
 import random
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gpuhive.controller.overlay_hub import OverlayHub
@@ -35,16 +36,27 @@ class OverlayOps:
                     "hint": "start the controller with `gpuhive up --overlay`"}
         return await self.hub.status()
 
-    async def check(self, target: str = "all", nbytes: int = 50_000_000) -> dict[str, Any]:
+    async def check(self, target: str = "all", nbytes: int = 50_000_000,
+                    progress: Callable[[dict[str, Any]], None] | None = None) \
+            -> dict[str, Any]:
+        """``progress`` gets a ``pair`` event before and after each pair is measured (the
+        whole check takes a few seconds per pair)."""
         nodes = [n for n in self.registry.select(target) if n.overlay.get("ip")]
         if not nodes:
             raise NodeNotFound(f"none of {target!r} has an overlay address",
                                hint="see `gpuhive overlay status`")
+        report = progress or (lambda _e: None)
+        pairs = [(src, dst) for src in nodes for dst in nodes if src.id != dst.id]
         results = []
-        for src in nodes:  # one pair at a time: parallel transfers would share the hub
-            for dst in nodes:
-                if src.id != dst.id:
-                    results.append(await self._pair(src, dst, nbytes))
+        for i, (src, dst) in enumerate(pairs, 1):  # one at a time: transfers share the hub
+            report({"event": "pair", "phase": "start", "n": i, "total": len(pairs),
+                    "src": src.name, "dst": dst.name})
+            r = await self._pair(src, dst, nbytes)
+            results.append(r)
+            report({"event": "pair", "phase": "done", "n": i, "total": len(pairs),
+                    "src": src.name, "dst": dst.name, "ping_ok": r.ping_ok,
+                    "rtt_ms": r.rtt_ms, "transfer_ok": r.transfer_ok, "mb_per_s": r.mb_per_s,
+                    "error": r.error})
         hints = await self._hints()
         matrix = reach.build_matrix([n.name for n in nodes], results, hints=hints,
                                     nbytes=nbytes)

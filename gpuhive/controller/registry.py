@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from gpuhive.controller.db.registry_schema import REGISTRY_MIGRATIONS
 from gpuhive.core import tokens
 from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
+from gpuhive.core.names import did_you_mean
 from gpuhive.errors import EnrollRefused, NodeNotFound, StateError, TokenUnknown
 from gpuhive.migrations import migrate
 from gpuhive.overlay import addressing
@@ -207,8 +208,15 @@ class Registry:
             (name_or_id, name_or_id)).fetchone()
         if not row:
             raise NodeNotFound(f"no node named {name_or_id!r}",
-                               hint="see `gpuhive nodes` for the enrolled nodes", node=name_or_id)
+                               hint=self._did_you_mean(name_or_id, include_removed)
+                               + "`gpuhive nodes` lists the enrolled nodes", node=name_or_id)
         return _node(row)
+
+    def _did_you_mean(self, name: str, include_removed: bool = False) -> str:
+        """"did you mean alice? " for a misspelt node name, from the names there are."""
+        cond = "" if include_removed else " WHERE removed_at IS NULL"
+        names = [r[0] for r in self._db.execute(f"SELECT name FROM nodes{cond}")]
+        return did_you_mean(name, names)
 
     def list_nodes(self, *, include_removed: bool = False) -> list[NodeRecord]:
         cond = "" if include_removed else " WHERE removed_at IS NULL"
@@ -247,7 +255,9 @@ class Registry:
         missing = wanted - {n.name for n in chosen} - {n.id for n in chosen}
         if missing:
             name = sorted(missing)[0]
-            raise NodeNotFound(f"no node named {name!r}", hint="see `gpuhive nodes`", node=name)
+            raise NodeNotFound(f"no node named {name!r}",
+                               hint=did_you_mean(name, [n.name for n in nodes])
+                               + "`gpuhive nodes` lists the enrolled nodes", node=name)
         return chosen
 
     def node_for_key(self, node_id: str, public_key: str) -> NodeRecord | None:

@@ -22,6 +22,7 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core import names, nodeview, remote_probe, tokens
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
+from gpuhive.core.spoke_state import Spoke
 from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
 from gpuhive.transport import keys
 from gpuhive.transport.node_conn import ExecResult, LineSink, NodeConnections, parse_address
@@ -119,6 +120,7 @@ class HiveService:
         view["reason"] = nodeview.status_reason(node, now)
         view["connected"] = self.hive.connected(node.id) if node.kind == NodeKind.AGENT \
             else node.status == NodeStatus.ONLINE
+        view["overlay_state"] = Spoke.of(node.overlay).to_dict(overlay_on=self.hub is not None)
         return view
 
     async def node_remove(self, name: str) -> dict[str, Any]:

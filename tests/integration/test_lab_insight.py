@@ -31,14 +31,18 @@ def test_link_measurement_of_a_shaped_node(lab: Lab) -> None:
     (r,) = results
     assert r["ok"] and 15.0 <= r["down_mbps"] <= 25.0 and 15.0 <= r["up_mbps"] <= 25.0, r
     assert 0 < r["rtt_ms"] < 100
+    assert r["gpu_skipped"] == "no GPU on this node (a CPU node)"  # said, not silent
+    assert "GPU bench skipped: no GPU" in _ok(lab.cli("nodes", "bench", "friend2"))
     node = {n["name"]: n for n in lab.nodes()}["friend1"]
     assert node["link"]["down_mbps"] == r["down_mbps"]  # stored, shown by `nodes`
-    assert "Mb/s" in _ok(lab.cli("nodes"))
+    assert "Mb/s" in _ok(lab.cli("nodes", "--wide"))  # the LINK column
 
 
 def test_probe_stores_software(lab: Lab) -> None:
     out = _ok(lab.cli("nodes", "probe"))
-    assert "friend1: 0 GPU(s) via cpu" in out
+    assert "friend1: 0 GPU(s) via cpu" in out and " · torch " in out and "NCCL" in out
+    probed = json.loads(_ok(lab.cli("nodes", "probe", "friend1", "--json")))
+    assert probed[0]["software"]["python"].count(".") == 2
     node = {n["name"]: n for n in lab.nodes()}["friend2"]
     assert node["software"]["python"].count(".") == 2
     assert node["hardware"]["probe_notes"]  # why each GPU probe was skipped
@@ -62,7 +66,9 @@ def test_owner_pause_and_policy_reach_the_ranking(lab: Lab) -> None:
     assert {"paused", "owner_paused"} & {x["code"] for x in excluded["reasons"]}
     text = _ok(lab.cli("nodes", "rank", "--gpus", "0"))
     assert "✗ friend2" in text and "paused" in text
-    assert "(paused)" in _ok(lab.cli("nodes"))
+    assert "(paused)" in _ok(lab.cli("nodes", "--wide"))
+    assert any(line.split()[:2] == ["friend2", "paused"]
+               for line in _ok(lab.cli("nodes")).splitlines())
     _ok(lab.cli("agent", "resume", host="friend2"))
     _ok(lab.cli("agent", "policy", "--schedule", "00:00-00:01", host="friend1"))
     deadline = time.monotonic() + 10
@@ -77,9 +83,11 @@ def test_owner_pause_and_policy_reach_the_ranking(lab: Lab) -> None:
 
 
 def test_rank_explains_when_nothing_fits(lab: Lab) -> None:
-    r = json.loads(_ok(lab.cli("nodes", "rank", "--gpus", "1", "--min-vram", "12G",
-                               "--for", "train", "--json")))
-    assert r["ranked"] == []
+    nothing = lab.cli("nodes", "rank", "--gpus", "1", "--min-vram", "12G", "--for", "train",
+                      "--json")
+    assert nothing.returncode == 1  # nothing fits; the ranking is still printed
+    r = json.loads(nothing.stdout)
+    assert r["ranked"] == [] and not r["fits"]
     for e in r["excluded"]:
         assert e["reasons"] and all(x["message"] for x in e["reasons"])
     bad = lab.cli("nodes", "rank", "--min-vram", "lots")
