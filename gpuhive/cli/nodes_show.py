@@ -112,8 +112,9 @@ def rank_lines(r: dict[str, Any]) -> list[str]:
     lines = []
     if r.get("cpu_fallback"):
         train = r["request"]["purpose"] == "train"
-        lines.append(f"[yellow]fewer than {r['need'] if train else r['take']} GPU node(s) "
-                     f"fit, so CPU nodes{' (gloo)' if train else ''}:[/yellow]")
+        want = r["need"] if train else r["take"]
+        few = "no GPU node fits" if want == 1 else f"fewer than {want} GPU nodes fit"
+        lines.append(f"[yellow]{few}, so CPU nodes{' (gloo)' if train else ''}:[/yellow]")
         gpu_excluded = r.get("gpu_excluded") or []
         few = [n["name"] for n in gpu_excluded
                if [x["code"] for x in n["reasons"]] == ["gpu_count"]]
@@ -122,8 +123,8 @@ def rank_lines(r: dict[str, Any]) -> list[str]:
         for n in gpu_excluded:
             if n["name"] not in few:
                 lines.append(f"  [dim]no GPU work: {n['name']:<16} {_reasons(n)}[/dim]")
-    for i, n in enumerate(r["ranked"], 1):
-        mark = "*" if n["name"] in chosen else " "
+    for i, n in enumerate(r["ranked"], 1):  # * only on what would really run
+        mark = "*" if r["fits"] and n["name"] in chosen else " "
         lines.append(f"{i:>3}.{mark}{n['name']:<16} {n.get('why', '')}")
     for n in r["excluded"]:
         lines.append(f"  [dim]✗ {n['name']:<16} {_reasons(n)}[/dim]")

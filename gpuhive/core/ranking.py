@@ -177,6 +177,9 @@ class Reason:
         return {"code": self.code, "message": self.message}
 
 
+_CPU_CLASS = {1: "avx512", 0: "avx2", -1: "no avx2"}  # _cpu_verdict's classes
+
+
 @dataclass(slots=True)
 class Ranked:
     """An eligible node, where it ranks and why. ``key`` is the sort key (smaller is better)."""
@@ -207,11 +210,14 @@ class Ranked:
 
     @property
     def why(self) -> str:
-        cap = f"{self.tflops:g} TFLOPS" if self.tflops else "throughput unknown"
         rtt = f"{self.rtt_ms:.0f} ms" if self.rtt_ms is not None else "rtt unknown"
-        gpus = ",".join(map(str, self.gpu_indices)) or "cpu"
-        return (f"gpus {gpus}: {cap} (class {self.capability_class}), reliability "
-                f"{self.reliability:.2f}, load {self.load:.0%}, {rtt}")
+        if self.gpu_indices:
+            cap = f"{self.tflops:g} TFLOPS" if self.tflops else "throughput unknown"
+            what = (f"gpus {','.join(map(str, self.gpu_indices))}: {cap} (class "
+                    f"{self.capability_class})")
+        else:
+            what = f"cpu only ({_CPU_CLASS.get(self.capability_class, '?')})"
+        return f"{what}, reliability {self.reliability:.2f}, load {self.load:.0%}, {rtt}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "name": self.name, "gpus": list(self.gpu_indices),

@@ -154,8 +154,19 @@ def test_rank_lines_mark_the_chosen_and_explain_a_cpu_fallback() -> None:
          "excluded": [{"name": "f3", "reasons": [{"code": "overlay", "message":
                                                   f"its WireGuard spoke is down: {WG_ERROR}"}]}]}
     lines = plain(rank_lines(r))
-    assert lines[0].startswith("fewer than 2 GPU node(s) fit, so CPU nodes (gloo)")
+    assert lines[0] == "fewer than 2 GPU nodes fit, so CPU nodes (gloo):"
     assert "too few GPUs: f1, f2, f3" in lines[1]
     assert lines[2].startswith("  1.*f1") and lines[3].startswith("  2.*f2")
     assert "✗ f3" in lines[4] and "Address already in use" in lines[4]
     assert lines[-1] == "* chosen: f1, f2"
+
+
+def test_rank_lines_mark_nothing_chosen_when_too_few_fit() -> None:
+    r = {"request": {"purpose": "serve"}, "need": 1, "take": 1, "fits": False,
+         "cpu_fallback": True, "chosen": [], "gpu_excluded": [], "ranked": [],
+         "excluded": [{"name": "f1", "reasons": [{"code": "ram", "message": "too little"}]}]}
+    lines = plain(rank_lines(r))
+    assert lines[0] == "no GPU node fits, so CPU nodes:"
+    assert not any("chosen" in line for line in lines)
+    r = {**r, "fits": False, "chosen": ["f1"], "ranked": [{"name": "f1", "why": "w"}]}
+    assert plain(rank_lines(r))[1] == "  1. f1               w"

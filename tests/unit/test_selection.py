@@ -74,6 +74,7 @@ def test_cpu_only_nodes_train_with_gloo_when_gpus_are_auto() -> None:
     sel = select_for_training(views, TrainNeed(min_nodes=2, max_nodes=2), NOW)
     assert sel.fits and sel.fell_back_to_cpu and sel.request.gpus == 0
     assert [c.name for c in sel.chosen] == ["c1", "c2"]
+    assert sel.chosen[0].why.startswith("cpu only (avx2), reliability 0.50")
     assert sel.gpu_ranking is not None
     assert {e.name: e.codes for e in sel.gpu_ranking.excluded} == {
         n: ["gpu_count"] for n in ("c1", "c2", "c3")}
