@@ -29,7 +29,7 @@ class PlacementError(GpuhiveError):
 @dataclass(frozen=True)
 class Candidate:
     name: str
-    gpus: int  # usable GPUs for this job (after the owner's limits)
+    gpus: int  # usable GPUs for this job (after the friend's limits)
     overlay_ip: str | None
     overlay_iface: str | None
     public_host: str  # the address the controller sees its link come from
