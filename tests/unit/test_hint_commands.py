@@ -52,7 +52,7 @@ def _variants(words: list[str]) -> list[list[str]]:
 def problems(root: Any, text: str) -> list[str]:
     found = []
     for m in COMMAND.finditer(text):
-        if "{…}" in m.group(1):  # a message template (troubleshooting.md): any command
+        if "…" in m.group(1):  # "any command" (a template, or prose about all of them)
             continue
         for words in _variants(m.group(1).split()):
             found += _check(root, m.group(1), words)
@@ -62,7 +62,7 @@ def problems(root: Any, text: str) -> list[str]:
 def _check(root: Any, text: str, words: list[str]) -> list[str]:
     named = f"`gpuhive {text}`"
     cmd, used = _resolve(root, words)
-    if not used:
+    if not used and not (words and words[0].startswith("-")):  # `gpuhive --version` is fine
         return [f"{named}: no such command"]
     rest = words[used:]
     rest = rest[:rest.index("--")] if "--" in rest else rest  # the rest is not ours
@@ -97,6 +97,9 @@ def test_the_checker_catches_wrong_commands_and_options() -> None:
     assert problems(root, "see `gpuhive keys list`") == [
         "`gpuhive keys list`: no such command 'list'"]
     assert problems(root, "`gpuhive kyes ls`") == ["`gpuhive kyes ls`: no such command"]
+    assert problems(root, "`gpuhive --version`, `gpuhive … --help`") == []
+    assert problems(root, "`gpuhive --verison`") == ["`gpuhive --verison`: no option "
+                                                     "--verison"]
     assert problems(root, "`gpuhive invite --nmae x`") == ["`gpuhive invite --nmae x`: no "
                                                            "option --nmae"]
     assert problems(root, "`gpuhive keys ls`, `gpuhive serve tiny -r 2`, "
