@@ -13,7 +13,8 @@ from gpuhive.cli.render import err, nodes_table, out, print_json
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import ConfigError
 
-app = typer.Typer(help="The machines in the hive.")
+# no help= here: the group's help is list_'s docstring, which explains the columns
+app = typer.Typer()
 
 
 _WIDE_HELP = "every column: each GPU, software, link, overlay address or error, reason"
@@ -26,7 +27,8 @@ def list_(
     all_: bool = typer.Option(False, "--all", help="include removed nodes"),
     wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP),
 ) -> None:
-    """List every node: status, hardware, free memory, REL, overlay, last heartbeat.
+    """The machines in the hive. Alone, `gpuhive nodes` lists them: status, hardware, free
+    memory, REL, overlay, last heartbeat.
 
     REL is the node's earned reliability, 0 to 1: a new node starts at 0.30, steady
     heartbeats take it up to 0.70, finished tasks higher; failed tasks, missed heartbeats

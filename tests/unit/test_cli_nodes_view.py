@@ -170,3 +170,16 @@ def test_rank_lines_mark_nothing_chosen_when_too_few_fit() -> None:
     assert not any("chosen" in line for line in lines)
     r = {**r, "fits": False, "chosen": ["f1"], "ranked": [{"name": "f1", "why": "w"}]}
     assert plain(rank_lines(r))[1] == "  1. f1               w"
+
+
+def test_nodes_help_explains_rel_and_overlay() -> None:
+    from typer.testing import CliRunner
+
+    from gpuhive.cli.main import app
+    res = CliRunner().invoke(app, ["nodes", "--help"],
+                             env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert res.exit_code == 0
+    assert "REL is the node's earned reliability, 0 to 1: a new node starts at 0.30" in \
+        res.output
+    assert "OVERLAY is the node's WireGuard spoke" in res.output
+    assert "--wide" in res.output
