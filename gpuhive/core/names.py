@@ -10,16 +10,31 @@ from gpuhive.core.tokens import TokenRecord
 from gpuhive.errors import AmbiguousName, InviteNotFound
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, change, swap two neighbours) that turn ``a`` into ``b``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)  # "tset" → "test": one swap
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def close_names(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
-    """The known names closest to ``name`` (a typo, another case), best first."""
-    known = sorted({k for k in known if k})
-    by_lower = {k.lower(): k for k in known}
-    same_case = by_lower.get(name.lower())
-    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
-    found = [by_lower[m] for m in matches]
-    if same_case and same_case not in found:
-        found.insert(0, same_case)
-    return [f for f in found if f != name][:limit]
+    """The known names closest to ``name`` (a typo, a swap, another case), best first."""
+    wanted = name.lower()
+    allowed = 1 if len(wanted) < 4 else 2
+    scored = []
+    for k in sorted({k for k in known if k and k != name}):
+        d = edit_distance(wanted, k.lower())
+        similar = difflib.SequenceMatcher(None, wanted, k.lower()).ratio() >= 0.75
+        if d <= allowed or similar:
+            scored.append((d, k))
+    return [k for _, k in sorted(scored)[:limit]]
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from gpuhive.cli.common import not_a_controller_home
 from gpuhive.cli.invite import until, usage_problem
-from gpuhive.core.names import close_names, did_you_mean, pick_token
+from gpuhive.core.names import close_names, did_you_mean, edit_distance, pick_token
 from gpuhive.core.tokens import TokenRecord
 from gpuhive.errors import (
     AmbiguousName,
@@ -39,6 +39,9 @@ def test_close_names_finds_typos_and_case_but_not_strangers() -> None:
     assert did_you_mean("carl", known) == "did you mean carol? "
     assert did_you_mean("zzz", known) == ""
     assert close_names("alice", known) == ["Alicia"]  # the name itself is not a suggestion
+    assert close_names("tset", ["tests", "prod"]) == ["tests"]  # a swap and a missing letter
+    assert close_names("ab", ["xy", "abc"]) == ["abc"]  # short names: one edit at most
+    assert edit_distance("tset", "test") == 1 and edit_distance("", "abc") == 3
 
 
 def test_pick_token_by_id_then_by_the_one_valid_name() -> None:
