@@ -82,8 +82,8 @@ def status(lab_dir: Path = DirOpt,
     out.print(table)
     if not ctl["up"]:
         err.print(f"[red]controller down:[/red] {ctl['error']}", markup=True)
-        err.print("  hint: `gpuhive lab down` removes the lab; `gpuhive lab up` builds a new "
-                  "one")
+        err.print(f"  hint: its log is {lab.dir / 'ctl.log'}; `gpuhive lab down` removes the "
+                  "lab, `gpuhive lab up` builds a new one")
         raise typer.Exit(1)
     out.print(nodes_table(r["nodes"]))
     out.print(f"use it with:  export GPUHIVE_HOME={lab.controller_home}")
