@@ -34,6 +34,7 @@ class LaunchPlan:
     nproc_per_node: int
     backend: str  # nccl | gloo
     rdzv_port: int
+    last_call_s: int | None = None  # torch elastic's last call (``elastic_last_call_s``)
 
     @property
     def host(self) -> Placement:
@@ -69,7 +70,8 @@ class LaunchPlan:
             "--rdzv-backend", "c10d",
             "--rdzv-endpoint", f"{_host(self.host.address)}:{self.rdzv_port}",
             "--rdzv-id", self.job_id,
-            "--rdzv-conf", f"is_host={1 if me == self.host else 0},join_timeout=120",
+            "--rdzv-conf", f"is_host={1 if me == self.host else 0},join_timeout=120"
+            + (f",last_call_timeout={self.last_call_s}" if self.last_call_s else ""),
             "--local-addr", me.address,
             "--max-restarts", str(spec.max_restarts),
             "--tee", "3",
@@ -83,6 +85,42 @@ class LaunchPlan:
                 f"export GPUHIVE_CHECKPOINT_DIR=\"$H/jobs/{self.job_id}/checkpoints\" && "
                 f"mkdir -p \"$GPUHIVE_CHECKPOINT_DIR\" && export {exports} && "
                 f"exec {python} {args}")
+
+
+# torch elastic (``--nnodes MIN:MAX``) completes a rendezvous round at MAX nodes, or a
+# "last call" after MIN have joined: 30 s by default, waiting for nodes that may still come.
+# Only the controller starts a job's nodes, so it knows who will come.
+TORCH_LAST_CALL_S = 30
+# Once MIN have joined, the rest of the placed nodes must still get in: this covers how much
+# later one node's torchrun starts than another's (importing torch on a busy box).
+START_SPREAD_S = 10
+
+
+def elastic_last_call_s(spec: JobSpec, placed: int) -> int | None:
+    """The last call for a job on ``placed`` nodes; None for a fixed-size job.
+
+    With only MIN placed, the deadline starts when the last of them joins: nobody is left
+    to wait for, so 1 s (torch wants a positive whole number). With more, the ones after
+    the first MIN still need their start-up spread. The same value serves the rounds after
+    a lost node, when the survivors regroup.
+    """
+    if not spec.elastic:
+        return None
+    return 1 if placed <= spec.min_nodes else START_SPREAD_S
+
+
+def elastic_wait_text(spec: JobSpec, placed: int, last_call_s: int) -> str:
+    """What an elastic job waits for before it starts, for the owner watching it."""
+    not_default = f"not torch's default {TORCH_LAST_CALL_S} s: no other node will join"
+    if placed >= spec.max_nodes:
+        return (f"placed all {placed} nodes: torch elastic starts once they have joined; "
+                f"after a lost node the others wait {last_call_s} s before they regroup")
+    if placed <= spec.min_nodes:
+        return (f"placed {placed} of up to {spec.max_nodes} nodes; torch elastic waits "
+                f"{last_call_s} s for more before starting ({not_default})")
+    return (f"placed {placed} of up to {spec.max_nodes} nodes; once {spec.min_nodes} have "
+            f"joined, torch elastic waits {last_call_s} s for the rest before starting "
+            f"({not_default})")
 
 
 def _host(address: str) -> str:

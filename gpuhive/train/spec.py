@@ -2,9 +2,10 @@
 
 job.yaml schema (every key optional except ``script``; flags override the file)::
 
-    script: examples/llm.py        # path relative to workdir (or the YAML's folder)
+    script: examples/llm.py        # path relative to the workdir
     args: ["--steps", "300"]       # passed to the script
-    workdir: .                     # what is synced to the nodes
+    workdir: .                     # what is synced to the nodes; relative to the YAML's
+                                   # folder, which is also the default (`--workdir` wins)
     nodes: 3                       # N, or "MIN:MAX" for an elastic job
     gpus_per_node: auto            # K or auto (processes per node; CPU nodes: 1)
     min_vram: 12G                  # per GPU
@@ -17,12 +18,14 @@ job.yaml schema (every key optional except ``script``; flags override the file):
     compress: bf16                 # none | bf16 | fp16 | powersgd (default: the mode's own)
     env: {KEY: value}              # extra environment for the script
 
-Unknown keys and bad values raise ``ConfigError`` naming the key.
+Unknown keys and bad values raise ``ConfigError`` naming the key and, for a job.yaml,
+where it is (``path:line:column``); so do YAML syntax errors and a key given twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,16 +93,24 @@ _KEYS = {"script", "args", "workdir", "nodes", "gpus_per_node", "min_vram", "bac
          "requirements", "max_restarts", "name", "mode", "sync_every", "compress", "env"}
 
 
-def build_spec(values: dict[str, Any], source: str = "flags") -> JobSpec:
-    """Validate a mapping of job.yaml keys (or flags) into a ``JobSpec``."""
+def build_spec(values: dict[str, Any], source: str = "flags",
+               locations: dict[str, str] | None = None) -> JobSpec:
+    """Validate a mapping of job.yaml keys (or flags) into a ``JobSpec``.
+
+    ``locations`` says where each key was written (``job.yaml:3:1``) for the errors;
+    keys without one are named as coming from ``source``.
+    """
+    def where(key: str) -> str:
+        return (locations or {}).get(key, source)
+
     unknown = set(values) - _KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"unknown key {key!r} in {source}",
+        raise ConfigError(f"unknown key {key!r} in {where(key)}",
                           hint=f"valid keys: {', '.join(sorted(_KEYS))}", key=key)
 
     def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"{key}={values.get(key)!r} in {source}: {why}", key=key)
+        return ConfigError(f"{key}={values.get(key)!r} in {where(key)}: {why}", key=key)
 
     script = values.get("script")
     if not isinstance(script, str) or not script:
@@ -107,7 +118,13 @@ def build_spec(values: dict[str, Any], source: str = "flags") -> JobSpec:
     args = values.get("args") or []
     if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
         raise bad("args", "must be a list of strings")
-    lo, hi = parse_nodes(values.get("nodes", 1))
+    try:
+        lo, hi = parse_nodes(values.get("nodes", 1))
+    except ConfigError as exc:
+        if "nodes" not in (locations or {}):
+            raise
+        raise bad("nodes", "must be N or MIN:MAX with 1 <= MIN <= MAX <= 1024, e.g. 3 or "
+                  "2:4") from exc
     gpn = values.get("gpus_per_node", "auto")
     if gpn in (None, "auto"):
         gpus_per_node = None
@@ -154,19 +171,53 @@ def build_spec(values: dict[str, Any], source: str = "flags") -> JobSpec:
 
 
 def load_job_file(path: Path, overrides: dict[str, Any]) -> JobSpec:
-    """job.yaml plus flags; relative paths are resolved from the YAML's folder."""
-    import yaml
-
+    """job.yaml plus flags; a relative workdir is resolved from the YAML's folder."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", key="job") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}", key="job") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of job keys", key="job")
+    data, locations = parse_job_yaml(text, str(path))
     data.setdefault("workdir", str(path.parent))
     if "workdir" in data and not Path(str(data["workdir"])).is_absolute():
-        data["workdir"] = str((path.parent / str(data["workdir"])).resolve())
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return build_spec(data, source=str(path))
+        # normalised, links kept: the script is then found below it the same way
+        data["workdir"] = os.path.normpath(path.parent / str(data["workdir"]))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
+    return build_spec(data, source=str(path),
+                      locations={**locations, **{k: "flags" for k in given}})
+
+
+def parse_job_yaml(text: str, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A job file's mapping, and where each top-level key is (``name:line:column``)."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and context_mark is not mark:
+            problem += f" ({context} at {context_mark.line + 1}:{context_mark.column + 1})"
+        at = _mark(name, mark) if mark is not None else name
+        raise ConfigError(f"{at}: not valid YAML: {problem}",
+                          hint="fix the syntax at that line and column", key="job") from exc
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{name} must hold a mapping of job keys", key="job")
+    locations: dict[str, str] = {}
+    for key_node, _value in node.value:
+        key = str(key_node.value)
+        at = _mark(name, key_node.start_mark)
+        if key in locations:
+            raise ConfigError(f"{at}: key {key!r} is given twice (first at {locations[key]})",
+                              hint="keep one of them", key=key)
+        locations[key] = at
+    return data, locations
+
+
+def _mark(name: str, mark: Any) -> str:
+    return f"{name}:{mark.line + 1}:{mark.column + 1}"

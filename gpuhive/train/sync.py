@@ -17,6 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpuhive.core import humanize
 from gpuhive.errors import ConfigError
 
 ALWAYS_SKIP = (".git", "__pycache__", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache",
@@ -38,19 +39,10 @@ class Bundle:
 def list_files(workdir: Path) -> list[str]:
     if not workdir.is_dir():
         raise ConfigError(f"workdir {workdir} is not a directory", key="workdir")
-    try:
-        out = subprocess.run(["git", "-C", str(workdir), "ls-files", "-z", "--cached"],
-                             capture_output=True, check=True, timeout=30).stdout
-        tracked = [p for p in out.decode().split("\0") if p]
-        if tracked:
-            return sorted(p for p in tracked if (workdir / p).is_file())
-    except (OSError, subprocess.SubprocessError):
-        pass  # not a git checkout (or no git): fall back to the ignore file
-    patterns = list(ALWAYS_SKIP)
-    ignore = workdir / ".gpuhiveignore"
-    if ignore.exists():
-        patterns += [line.strip() for line in ignore.read_text().splitlines()
-                     if line.strip() and not line.startswith("#")]
+    tracked = git_tracked(workdir)
+    if tracked:
+        return sorted(p for p in tracked if (workdir / p).is_file())
+    patterns = ignore_patterns(workdir)
     files = []
     for root, dirs, names in os.walk(workdir):
         rel_root = Path(root).relative_to(workdir)
@@ -62,9 +54,53 @@ def list_files(workdir: Path) -> list[str]:
     return sorted(files)
 
 
+def git_tracked(workdir: Path) -> list[str]:
+    """The files git tracks under ``workdir`` (relative to it); [] outside a checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(workdir), "ls-files", "-z", "--cached"],
+                             capture_output=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []  # not a git checkout (or no git): the ignore file decides
+    return [p for p in out.decode().split("\0") if p]
+
+
+def ignore_patterns(workdir: Path) -> list[str]:
+    patterns = list(ALWAYS_SKIP)
+    ignore = workdir / ".gpuhiveignore"
+    if ignore.exists():
+        patterns += [line.strip() for line in ignore.read_text().splitlines()
+                     if line.strip() and not line.startswith("#")]
+    return patterns
+
+
+def exclusion_reason(rel: str, tracked: list[str], patterns: list[str]) -> str | None:
+    """Why the file ``rel`` (relative to the workdir) is not synced, or None if it is.
+
+    ``tracked`` and ``patterns`` are what ``list_files`` decides by: git's tracked files
+    when there are any, else the ignore patterns, which also skip whole folders.
+    """
+    if tracked:
+        return None if rel in tracked else "git does not track it (only tracked files are " \
+            "synced from a git checkout)"
+    parts = Path(rel).parts
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        hit = _matching(prefix, parts[depth - 1], patterns)
+        if hit is not None:
+            what = "it" if depth == len(parts) else f"its folder {prefix}"
+            if hit in ALWAYS_SKIP:
+                return f"gpuhive never syncs {hit!r} ({what} matches)"
+            return f".gpuhiveignore excludes {what} (pattern {hit!r})"
+    return None
+
+
 def _ignored(rel: str, name: str, patterns: list[str]) -> bool:
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) or
-               fnmatch.fnmatch(rel, p.rstrip("/") + "/*") for p in patterns)
+    return _matching(rel, name, patterns) is not None
+
+
+def _matching(rel: str, name: str, patterns: list[str]) -> str | None:
+    return next((p for p in patterns if fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p)
+                 or fnmatch.fnmatch(rel, p.rstrip("/") + "/*")), None)
 
 
 def pack(workdir: Path) -> Bundle:
@@ -113,3 +149,13 @@ def _names_local_path(line: str) -> bool:
     if words[0] in ("-e", "--editable") and len(words) > 1:
         words = words[1:]
     return words[0].startswith((".", "/", "~", "file:"))
+
+
+def sync_summary(short: str, size: int, sent_to: list[str], had: list[str]) -> str:
+    """The ``synced`` event: what went where; a cache hit must not read like a failure."""
+    total = len(sent_to) + len(had)
+    if not sent_to:
+        where = had[0] if total == 1 else "both nodes" if total == 2 else f"all {total} nodes"
+        return f"code {short} already on {where} (nothing sent)"
+    text = f"code {short}: {humanize.size(size)} sent to {len(sent_to)} of {total} node(s)"
+    return text + (f"; {', '.join(had)} already had it" if had else "")
