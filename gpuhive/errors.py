@@ -27,7 +27,8 @@ Library errors (asyncssh, sqlite3, OSError) are translated at the boundary with
     ├── ControllerUnavailable       the admin socket does not answer
     ├── EnrollRefused               the controller refused an enrollment
     ├── CommandFailed               an external command (ip, nft, ssh…) failed
-    └── LabError                    the network-namespace lab could not be built
+    ├── LabError                    the network-namespace lab could not be built
+    └── JobAlreadyEnded             `jobs cancel` on a job that is no longer running (exit code 6)
 """
 
 from __future__ import annotations
@@ -155,6 +156,13 @@ class CommandFailed(GpuhiveError):
 
 class LabError(GpuhiveError):
     code = "lab"
+
+
+class JobAlreadyEnded(GpuhiveError):
+    """A job that has ended cannot be cancelled; its own exit code tells a script so."""
+
+    code = "job_already_ended"
+    exit_code = 6
 
 
 # Errors the admin API may send back, by code, so the CLI re-raises the same class.

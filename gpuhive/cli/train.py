@@ -3,42 +3,58 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from gpuhive.cli import common
-from gpuhive.cli.render import age, out, plain_table, print_json, status_text
-from gpuhive.errors import ConfigError, ControllerUnavailable
+from gpuhive.cli import common, jobs_view
+from gpuhive.cli.render import out, plain_table, print_json, status_text
+from gpuhive.controller.job_store import JobNotFound
+from gpuhive.errors import ConfigError, ControllerUnavailable, JobAlreadyEnded
 
 jobs_app = typer.Typer(help="Training jobs: list, follow logs, cancel.")
+# the controller's "no job X" comes back as this class (exit 5) only once it is imported here
+RAISED_BY_THE_CONTROLLER = (JobNotFound, JobAlreadyEnded)
 
 
 def train(
     script: str = typer.Argument(..., help="training script, or a job.yaml"),
     script_args: list[str] = typer.Argument(None, help="arguments for the script, after --"),
     nodes: str = typer.Option(None, "--nodes", "-n", help="N, or MIN:MAX for an elastic job"),
+    workdir: Path = typer.Option(None, "--workdir", "-w", help="the folder synced to the nodes; "
+                                 "SCRIPT is relative to it (default: the current directory, "
+                                 "or the job.yaml's folder)"),
     gpus_per_node: str = typer.Option(None, help="processes (GPUs) per node, or auto"),
     min_vram: str = typer.Option(None, help="VRAM needed per GPU, e.g. 12G"),
     backend: str = typer.Option(None, help="nccl, gloo or auto"),
-    requirements: str = typer.Option(None, help="requirements file (a venv per hash on nodes)"),
+    requirements: str = typer.Option(None, help="requirements file in the workdir (a venv "
+                                     "per hash on nodes)"),
     max_restarts: int = typer.Option(None, help="torchrun --max-restarts"),
     name: str = typer.Option(None, help="a name for the job"),
     mode: str = typer.Option(None, help="ddp or diloco (for scripts using gpuhive.train)"),
     sync_every: int = typer.Option(None, help="DiLoCo: inner steps between syncs"),
     compress: str = typer.Option(None, help="none, bf16, fp16 or powersgd"),
     detach: bool = typer.Option(False, "--detach", "-d", help="return once submitted"),
+    no_check: bool = typer.Option(False, "--no-check", help="do not compile the script here "
+                                  "before submitting (for syntax this Python does not know)"),
     emit: str = typer.Option(None, help="write the job for another system instead: kubeflow"),
     image: str = typer.Option("pytorch/pytorch:latest", help="container image (--emit)"),
 ) -> None:
     """Run SCRIPT with torchrun on the best nodes; logs stream back, Ctrl-C cancels.
 
+    Before anything is sent, the script must exist in the workdir, be among the files the
+    sync sends (git-tracked, or not in .gpuhiveignore) and compile; errors exit 2.
+
     Examples: `gpuhive train examples/llm.py --nodes 3 -- --steps 300`,
-    `gpuhive train job.yaml`, `gpuhive train examples/llm.py --nodes 2:3 --detach`.
+    `gpuhive train job.yaml`, `gpuhive train train.py --workdir ~/proj --nodes 2:3 --detach`.
     """
+    from gpuhive.train import precheck
     from gpuhive.train.spec import build_spec, load_job_file
 
     flags: dict[str, Any] = {"nodes": nodes, "gpus_per_node": gpus_per_node,
@@ -48,27 +64,29 @@ def train(
                              "compress": compress}
     if script_args:
         flags["args"] = script_args
+    cwd = Path.cwd()
+    if workdir is not None:
+        flags["workdir"] = str(precheck.absolute(workdir.expanduser(), cwd))
     path = Path(script)
     if path.suffix in (".yaml", ".yml"):
-        spec = load_job_file(path.resolve(), flags)
+        job_file = precheck.absolute(path, cwd)
+        spec = load_job_file(job_file, flags)
+        base = job_file.parent  # its script: in the workdir, else from the file's folder
     else:
-        if not path.is_file():
-            raise ConfigError(f"training script {script} does not exist",
-                              hint="give a path to a .py file or a job.yaml", key="script")
-        workdir = Path.cwd()
-        try:
-            rel = str(path.resolve().relative_to(workdir))
-        except ValueError as exc:
-            raise ConfigError(f"{script} is outside the current directory {workdir}",
-                              hint="run gpuhive train from the project's folder",
-                              key="script") from exc
-        spec = build_spec({"script": rel, "workdir": str(workdir),
+        spec = build_spec({"script": script, "workdir": str(cwd),
                            **{k: v for k, v in flags.items() if v is not None}})
+        base = cwd
+    work = Path(spec.workdir)
+    if not work.is_dir():
+        raise ConfigError(f"workdir {work} is not a directory", key="workdir",
+                          hint="pass --workdir with the project folder")
+    spec = dataclasses.replace(spec, script=precheck.locate_script(spec.script, work, base))
+    precheck.check(spec, cwd, synced=not emit, compiles=not no_check)
     if emit:
         _emit(spec, emit, image)
         return
     job = common.admin("jobs.submit", {"spec": {**_spec_values(spec)}})
-    out.print(f"job {job['id']} submitted: {spec.script} on {spec.nodes_text} node(s)")
+    out.print(f"job {job['id']} submitted: {escape(spec.script)} on {spec.nodes_text} node(s)")
     if detach:
         out.print(f"follow it with `gpuhive jobs logs {job['id']} -f`")
         return
@@ -97,7 +115,7 @@ def _emit(spec: Any, kind: str, image: str) -> None:
     sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
 
 
-def _follow(job_id: str) -> None:
+def _follow(job_id: str, filters: dict[str, Any] | None = None) -> None:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), console=out, transient=True)
     bars: dict[str, Any] = {}
@@ -123,32 +141,30 @@ def _follow(job_id: str) -> None:
             progress.update(bars[ev["node"]], completed=ev["sent"])
         elif kind == "job":
             done_with_bars()
-            out.print(f"[dim]· {ev['kind']}: {ev['detail']}[/dim]")
+            out.print(f"[dim]· {escape(jobs_view.event_text(ev['kind'], ev['detail']))}[/dim]")
 
     try:
-        job = common.admin("jobs.logs", {"job": job_id, "follow": True}, on_event=show,
-                           timeout=None)
+        job = common.admin("jobs.logs", {"job": job_id, "follow": True, **(filters or {})},
+                           on_event=show, timeout=None)
     except KeyboardInterrupt:
         done_with_bars()
         out.print(f"\ncancelling job {job_id}…")
-        with contextlib.suppress(ControllerUnavailable):
-            common.admin("jobs.cancel", {"job": job_id}, timeout=60)
+        try:
+            with contextlib.suppress(ControllerUnavailable):
+                common.admin("jobs.cancel", {"job": job_id}, timeout=60)
+        except JobAlreadyEnded as exc:  # it ended while Ctrl-C was on its way
+            out.print(escape(exc.message))
+            raise typer.Exit(130) from None
         out.print(f"job {job_id} cancelled")
         raise typer.Exit(130) from None
     finally:
         done_with_bars()
     out.print(f"job {job['id']} {status_text(job['state'])}"
-              + (f": {job['reason']}" if job["reason"] else ""))
+              + (f": {escape(job['reason'])}" if job["reason"] else ""))
     raise typer.Exit(0 if job["state"] == "succeeded" else 1)
 
 
-@jobs_app.callback(invoke_without_command=True)
-def jobs_list(ctx: typer.Context,
-              json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
-        -> None:
-    """List jobs: state, nodes, what happened."""
-    if ctx.invoked_subcommand is not None:
-        return
+def _list(json_out: bool) -> None:
     jobs = common.admin("jobs.list")
     if json_out:
         print_json(jobs)
@@ -156,45 +172,68 @@ def jobs_list(ctx: typer.Context,
     if not jobs:
         out.print("no jobs yet: `gpuhive train SCRIPT --nodes N`")
         return
-    table = plain_table("JOB", "NAME", "STATE", "NODES", "STARTED", "LAST EVENT")
+    table = plain_table(*jobs_view.LIST_COLUMNS)
+    now = time.time()
     for j in jobs:
-        last = j["events"][-1] if j["events"] else {}
-        table.add_row(j["id"], j["name"], status_text(j["state"]), ", ".join(j["nodes"]),
-                      age(j["started_at"]) if j["started_at"] else "-",
-                      f"{last.get('event', '')}: {last.get('detail', '')}"[:90])
+        table.add_row(*jobs_view.list_row(j, now))
     out.print(table)
 
 
+@jobs_app.callback(invoke_without_command=True)
+def jobs_list(ctx: typer.Context,
+              json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """List jobs: state, nodes, how long they ran, how they ended (also `jobs ls`)."""
+    if ctx.invoked_subcommand is None:
+        _list(json_out)
+
+
+@jobs_app.command("ls")
+def jobs_ls(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
+        -> None:
+    """List jobs: the same as `gpuhive jobs`."""
+    _list(json_out)
+
+
 @jobs_app.command("show")
-def jobs_show(job: str, json_out: bool = typer.Option(False, "--json")) -> None:
-    """One job with its whole timeline (preflight, sync, restarts, lost nodes…)."""
+def jobs_show(job: str, json_out: bool = typer.Option(False, "--json",
+                                                      help="machine-readable output")) -> None:
+    """One job: script, workdir, nodes, backend, duration, exit codes, then its timeline."""
     j = common.admin("jobs.show", {"job": job})
     if json_out:
         print_json(j)
         return
-    out.print(f"[bold]{j['id']}[/bold] {j['name']} {status_text(j['state'])} {j['reason']}")
-    for e in j["events"]:
-        out.print(f"  {age(e['at']):>10}  {e['event']:<12} {e['detail']}")
+    for line in jobs_view.show_lines(j, time.time()):
+        out.print(line)
 
 
 @jobs_app.command("logs")
-def jobs_logs(job: str, follow: bool = typer.Option(False, "--follow", "-f",
-                                                    help="keep streaming until the job ends")) \
-        -> None:
+def jobs_logs(
+    job: str,
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="keep streaming until the job ends"),
+    tail: int = typer.Option(None, "--tail", "-t", min=0,
+                             help="only the last N lines so far (then, with -f, what follows)"),
+    node: str = typer.Option(None, "--node", help="only lines from this node"),
+    rank: int = typer.Option(None, "--rank", min=0,
+                             help="only lines of the worker with this global rank"),
+) -> None:
     """A job's output, every line prefixed with node and rank (kept on the controller)."""
+    filters = {k: v for k, v in (("tail", tail), ("node", node), ("rank", rank))
+               if v is not None}
     if follow:
-        _follow(job)
+        _follow(job, filters)
         return
-    common.admin("jobs.logs", {"job": job, "follow": False},
+    common.admin("jobs.logs", {"job": job, "follow": False, **filters},
                  on_event=lambda ev: sys.stdout.write(ev["line"] + "\n")
                  if ev["event"] == "log" else None)
 
 
 @jobs_app.command("cancel")
 def jobs_cancel(job: str) -> None:
-    """Cancel a job: every process of it on every node is stopped."""
+    """Cancel a running job: every process of it on every node is stopped.
+
+    A job that has already ended is an error (exit 6), so a script can tell.
+    """
     j = common.admin("jobs.cancel", {"job": job}, timeout=60)
     out.print(f"job {j['id']} {status_text(j['state'])}")
-
-
-

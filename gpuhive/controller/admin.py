@@ -58,7 +58,8 @@ def _methods(svc: HiveService, ops: NodeOps, jobs: JobSupervisor, overlay: Overl
         return await overlay.check(**p, progress=emit)
 
     async def logs(p: dict[str, Any], emit: Emit) -> Any:
-        return await jobs.logs(str(p["job"]), bool(p.get("follow")), emit)
+        return await jobs.logs(str(p["job"]), bool(p.get("follow")), emit, tail=p.get("tail"),
+                               node=p.get("node"), rank=p.get("rank"))
 
     def sync(fn: Callable[..., Any]) -> Callable[[dict[str, Any], Emit], Awaitable[Any]]:
         async def call(p: dict[str, Any], emit: Emit) -> Any:

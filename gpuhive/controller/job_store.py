@@ -1,4 +1,10 @@
-"""Jobs in the registry database: state, spec, nodes and a timeline of what happened."""
+"""Jobs in the registry database: state, spec, nodes and a timeline of what happened.
+
+The timeline is the record: each event is ``{at, event, detail}`` plus, for some, data
+(``node`` and ``exit`` or ``lost`` as each node's torchrun ends, ``backend``,
+``nproc_per_node`` and ``rendezvous`` on ``started``). ``exits``, ``lost`` and ``launch``
+are read from it, so older records need no new columns.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuhive.errors import GpuhiveError
+from gpuhive.errors import NotFound
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -26,7 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 ACTIVE = ("queued", "preflight", "syncing", "running")
 
 
-class JobNotFound(GpuhiveError):
+class JobNotFound(NotFound):
     code = "job_not_found"
 
 
@@ -43,11 +49,29 @@ class JobRecord:
     reason: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def exits(self) -> dict[str, int]:
+        """Each node whose torchrun exited, with its exit status."""
+        return {e["node"]: e["exit"] for e in self.events if "node" in e and "exit" in e}
+
+    @property
+    def lost(self) -> dict[str, str]:
+        """Each node lost while the job ran, with what broke."""
+        return {e["node"]: e["lost"] for e in self.events if "node" in e and "lost" in e}
+
+    @property
+    def launch(self) -> dict[str, Any]:
+        """How it was started: backend, processes per node, rendezvous ({} before that)."""
+        started = [e for e in self.events if e.get("event") == "started"]
+        return {k: v for k, v in started[-1].items() if k not in ("at", "event", "detail")} \
+            if started else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "state": self.state, "spec": self.spec,
                 "nodes": self.nodes, "created_at": self.created_at,
                 "started_at": self.started_at, "ended_at": self.ended_at,
-                "reason": self.reason, "events": self.events}
+                "reason": self.reason, "events": self.events, "exits": self.exits,
+                "lost": self.lost, "launch": self.launch}
 
 
 class JobStore:
@@ -66,7 +90,8 @@ class JobStore:
                             job.reason, json.dumps(job.events), job.id))
 
     def get(self, ref: str) -> JobRecord:
-        row = self.db.execute(
+        """A job by id, or by the name the owner gave it (the newest of that name)."""
+        row = None if not ref else self.db.execute(
             "SELECT id, name, state, spec, created_at, nodes, started_at, ended_at, reason,"
             " events FROM jobs WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1",
             (ref, ref)).fetchone()
@@ -96,5 +121,7 @@ class JobStore:
 
 def _job(row: tuple[Any, ...]) -> JobRecord:
     id_, name, state, spec, created_at, nodes, started_at, ended_at, reason, events = row
+    if name == id_:
+        name = ""  # 0.1.0 stored the id as the name of an unnamed job
     return JobRecord(id_, name, state, json.loads(spec), created_at, json.loads(nodes),
                      started_at, ended_at, reason, json.loads(events))

@@ -25,10 +25,12 @@ from typing import Any
 from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
+from gpuhive.core import humanize
 from gpuhive.core.model import NodeRecord
-from gpuhive.errors import GpuhiveError
-from gpuhive.train import launch, sync
+from gpuhive.errors import ConfigError, GpuhiveError, JobAlreadyEnded
+from gpuhive.train import launch, output, sync
 from gpuhive.train.failure import telling_line
+from gpuhive.train.output import LogFilter
 from gpuhive.train.placement import (
     Candidate,
     PlacementError,
@@ -43,7 +45,6 @@ from gpuhive.train.spec import JobSpec, build_spec
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
-RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$")
 # torchrun's own (warning-level) line when a worker group fails; with attempts left the
 # elastic agent restarts it, at the new size when a node was lost
 RESTART_HINTS = ("failed (exitcode:",)
@@ -73,8 +74,7 @@ class JobSupervisor:
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         job_spec = build_spec(spec)
         job_id = "j-" + secrets.token_hex(3)
-        job = JobRecord(job_id, job_spec.name or job_id, "queued", job_spec.to_dict(),
-                        self.clock())
+        job = JobRecord(job_id, job_spec.name, "queued", job_spec.to_dict(), self.clock())
         self.store.create(job)
         (self.jobs_dir / job_id).mkdir(parents=True, exist_ok=True)
         self._event(job, "queued", f"{Path(job_spec.script).name} on {job_spec.nodes_text} "
@@ -90,6 +90,12 @@ class JobSupervisor:
 
     async def cancel(self, job: str) -> dict[str, Any]:
         rec = self.store.get(job)
+        if rec.state not in ACTIVE:
+            raise JobAlreadyEnded(
+                f"job {rec.id} has already ended: {rec.state}"
+                + (f" ({rec.reason})" if rec.reason else ""),
+                hint=f"nothing to cancel; `gpuhive jobs show {rec.id}` has its timeline",
+                job=rec.id, state=rec.state)
         task = self.tasks.get(rec.id)
         if task is None or task.done():
             return rec.to_dict()
@@ -98,19 +104,23 @@ class JobSupervisor:
             await task
         return self.store.get(rec.id).to_dict()
 
-    async def logs(self, job: str, follow: bool, emit: Emit) -> dict[str, Any]:
+    async def logs(self, job: str, follow: bool, emit: Emit, tail: int | None = None,
+                   node: str | None = None, rank: int | None = None) -> dict[str, Any]:
+        """Replay a job's kept output (filtered), then with ``follow`` stream it to the end."""
         rec = self.store.get(job)
+        wanted = log_filter(rec, tail, node, rank)
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         if follow and rec.state in ACTIVE:
             self.watchers.setdefault(rec.id, set()).add(queue)
         try:
             path = self.jobs_dir / rec.id / "output.log"
             if path.exists():
-                for line in path.read_text(errors="replace").splitlines():
+                for line in wanted.history(path.read_text(errors="replace").splitlines()):
                     emit({"event": "log", "line": line})
             if follow and rec.state in ACTIVE:
                 while (item := await queue.get()) is not None:
-                    emit(item)
+                    if item["event"] != "log" or wanted.matches(item["line"]):
+                        emit(item)
         finally:
             self.watchers.get(rec.id, set()).discard(queue)
         return self.store.get(rec.id).to_dict()
@@ -144,12 +154,18 @@ class JobSupervisor:
                                      f"{spec.workdir}", hint="git add it, or check "
                                      ".gpuhiveignore and the path (relative to the workdir)")
             env_digest = await self._sync(job, [records[c.name] for c in chosen], bundle, spec)
+            last_call = launch.elastic_last_call_s(spec, len(chosen))
             plan = launch.LaunchPlan(job.id, spec, bundle.digest, env_digest, tuple(placements),
-                                     nproc, backend, port)
+                                     nproc, backend, port, last_call)
             self._state(job, "running")
             job.started_at = self.clock()
+            rendezvous = f"{plan.host.node}:{port}"
             self._event(job, "started", f"{len(chosen)} node(s) × {nproc} process(es), "
-                        f"{backend}, rendezvous {plan.host.node}:{port}")
+                        f"{backend}, rendezvous {rendezvous}", backend=backend,
+                        nproc_per_node=nproc, rendezvous=rendezvous)
+            if last_call is not None:
+                self._event(job, "elastic", launch.elastic_wait_text(spec, len(chosen),
+                                                                     last_call))
             await self._watch(job, spec, plan, [records[c.name] for c in chosen])
         except asyncio.CancelledError:
             self._finish(job, "cancelled", "cancelled by the owner")
@@ -224,8 +240,9 @@ class JobSupervisor:
             return len(bundle.data)
 
         sent = await asyncio.gather(*(one(n) for n in nodes))
-        self._event(job, "synced", f"code {bundle.short}: {sum(sent)} bytes sent to "
-                    f"{sum(1 for s in sent if s)} of {len(nodes)} node(s)")
+        self._event(job, "synced", sync.sync_summary(
+            bundle.short, len(bundle.data), [n.name for n, s in zip(nodes, sent, strict=True) if s],
+            [n.name for n, s in zip(nodes, sent, strict=True) if not s]))
         digest = await self._environment(job, nodes, spec, bundle.digest)
         await self._check_torch(job, nodes, digest)
         return digest
@@ -294,16 +311,22 @@ class JobSupervisor:
 
     async def _watch(self, job: JobRecord, spec: JobSpec, plan: launch.LaunchPlan,
                      nodes: list[NodeRecord]) -> None:
-        out = (self.jobs_dir / job.id / "output.log").open("a", buffering=1)
+        job_dir = self.jobs_dir / job.id
+        (job_dir / "nodes").mkdir(parents=True, exist_ok=True)
+        out = (job_dir / "output.log").open("a", buffering=1)
+        # every line as the node printed it, the filtered noise included
+        raw = {n.name: (job_dir / "nodes" / f"{n.name}.log").open("a", buffering=1)
+               for n in nodes}
         tails: dict[str, deque[str]] = {n.name: deque(maxlen=TAIL_LINES) for n in nodes}
 
         def sink(node: str, stream: str, line: str) -> None:
-            m = RANK_LINE.match(line)
-            who, text = (f"{node}/rank{m.group(1)}", m.group(2)) if m else (node, line)
-            tails[node].append(text)
-            formatted = f"{who} | {text}"
-            out.write(formatted + "\n")
-            self._publish(job, {"event": "log", "line": formatted})
+            raw[node].write(line + "\n")
+            kept = output.from_node(node, line)
+            if output.is_noise(kept.text):
+                return
+            tails[node].append(kept.text)
+            out.write(kept.kept + "\n")
+            self._publish(job, {"event": "log", "line": kept.kept})
             if any(h in line for h in RESTART_HINTS):
                 code = re.search(r"exitcode: (-?\d+)", line)
                 self._event(job, "workers_failed", f"{node}: a worker exited with "
@@ -320,7 +343,8 @@ class JobSupervisor:
                 alive.discard(res.node)
                 if res.exit_status is None:
                     self._event(job, "node_lost", f"{res.node}: {res.error}; "
-                                f"{len(alive)} node(s) left")
+                                f"{len(alive)} node(s) left", node=res.node,
+                                lost=res.error or "the session ended without an exit status")
                     lost_ok = spec.elastic and len(alive) >= spec.min_nodes
                     if not lost_ok:
                         failed.append(f"{res.node} lost")
@@ -328,13 +352,19 @@ class JobSupervisor:
                     why = telling_line(tails[res.node])
                     failed.append(f"{res.node} exited {res.exit_status}"
                                   + (f" ({why})" if why else ""))
-                    self._event(job, "node_failed", f"{res.node}: exit status {res.exit_status}")
+                    self._event(job, "node_failed", f"{res.node}: exit status {res.exit_status}",
+                                node=res.node, exit=res.exit_status)
+                else:
+                    self._event(job, "node_done", f"{res.node}: exit status 0", node=res.node,
+                                exit=0)
                 if failed and alive:
                     for name in alive:  # without elasticity the rest would only hang
                         tasks[name].cancel()
                     break
         finally:
             out.close()
+            for f in raw.values():
+                f.close()
             for t in tasks.values():
                 t.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -344,7 +374,8 @@ class JobSupervisor:
         if failed:
             self._finish(job, "failed", "; ".join(failed), outcomes)
         else:
-            self._finish(job, "succeeded", "", outcomes)
+            self._finish(job, "succeeded", "", outcomes,
+                         detail=success_text(job, self.clock()))
 
     async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
         async def one(node: NodeRecord) -> str:
@@ -363,15 +394,16 @@ class JobSupervisor:
         self.store.save(job)
         self._publish(job, {"event": "state", "state": state})
 
-    def _event(self, job: JobRecord, event: str, detail: str) -> None:
-        job.events.append({"at": self.clock(), "event": event, "detail": detail})
+    def _event(self, job: JobRecord, event: str, detail: str, **data: Any) -> None:
+        """One timeline entry; ``data`` (node, exit…) is kept with it for `jobs show`."""
+        job.events.append({"at": self.clock(), "event": event, "detail": detail, **data})
         self.store.save(job)
         self._publish(job, {"event": "job", "kind": event, "detail": detail})
 
     def _finish(self, job: JobRecord, state: str, reason: str,
-                outcomes: dict[str, bool] | None = None) -> None:
+                outcomes: dict[str, bool] | None = None, detail: str = "") -> None:
         job.state, job.reason, job.ended_at = state, reason, self.clock()
-        self._event(job, state, reason)
+        self._event(job, state, detail or reason)
         for node, ok in (outcomes or {}).items():  # feeds each node's earned reliability
             with contextlib.suppress(GpuhiveError):
                 self.ops.record_task(node, ok=ok)
@@ -381,3 +413,24 @@ class JobSupervisor:
     def _publish(self, job: JobRecord, item: dict[str, Any]) -> None:
         for q in self.watchers.get(job.id, set()):
             q.put_nowait(item)
+
+
+def success_text(job: JobRecord, now: float) -> str:
+    """The ``succeeded`` event's detail: which nodes ended well, and after how long."""
+    ran = humanize.duration(now - (job.started_at or job.created_at))
+    text = f"{', '.join(job.exits) or 'the job'} exited 0 after {ran}"
+    return text + (f"; lost on the way: {', '.join(job.lost)}" if job.lost else "")
+
+
+def log_filter(rec: JobRecord, tail: Any = None, node: Any = None,
+               rank: Any = None) -> LogFilter:
+    """What `jobs logs` asked to see; a node the job never ran on is an error, not silence."""
+    for key, value in (("tail", tail), ("rank", rank)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            raise ConfigError(f"{key}={value!r} is not a whole number of at least 0", key=key)
+    if node is not None and node not in rec.nodes:
+        raise ConfigError(f"job {rec.id} did not run on {node!r}",
+                          hint=f"its nodes: {', '.join(rec.nodes)}" if rec.nodes else
+                          "it ended before any node was placed", key="node")
+    return LogFilter(node=node, rank=rank, tail=tail)
