@@ -133,6 +133,8 @@ def _follow(job_id: str, filters: dict[str, Any] | None = None) -> None:
             sys.stdout.write(ev["line"] + "\n")
             sys.stdout.flush()
         elif kind == "progress":
+            if not out.is_terminal:
+                return  # bars in a pipe or a file are noise (and leave a blank line)
             if not shown["bars"]:
                 progress.start()
                 shown["bars"] = True

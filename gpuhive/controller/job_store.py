@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuhive.core.names import did_you_mean
 from gpuhive.errors import NotFound
 
 SCHEMA = """
@@ -96,7 +97,10 @@ class JobStore:
             " events FROM jobs WHERE id = ? OR name = ? ORDER BY created_at DESC LIMIT 1",
             (ref, ref)).fetchone()
         if row is None:
-            raise JobNotFound(f"no job {ref!r}", hint="see `gpuhive jobs`", job=ref)
+            known = [k for r in self.db.execute("SELECT id, name FROM jobs ORDER BY created_at"
+                                                " DESC LIMIT 200") for k in r]
+            raise JobNotFound(f"no job {ref!r}", hint=did_you_mean(ref, known) + "see "
+                              "`gpuhive jobs`", job=ref)
         return _job(row)
 
     def recent(self, limit: int = 100) -> list[JobRecord]:

@@ -418,7 +418,8 @@ class JobSupervisor:
 def success_text(job: JobRecord, now: float) -> str:
     """The ``succeeded`` event's detail: which nodes ended well, and after how long."""
     ran = humanize.duration(now - (job.started_at or job.created_at))
-    text = f"{', '.join(job.exits) or 'the job'} exited 0 after {ran}"
+    exited = [n for n in job.nodes if n in job.exits] or list(job.exits)
+    text = f"{', '.join(exited) or 'the job'} exited 0 after {ran}"
     return text + (f"; lost on the way: {', '.join(job.lost)}" if job.lost else "")
 
 

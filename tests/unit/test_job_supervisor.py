@@ -89,7 +89,7 @@ def test_a_finished_job_keeps_exit_codes_and_no_noise(tmp_path: Path) -> None:
     assert job.exits == {"friend1": 0, "friend2": 0} and job.lost == {}
     done = job.events[-1]
     assert done["event"] == "succeeded"
-    assert re.fullmatch(r"friend\d, friend\d exited 0 after \d+s", done["detail"]), done
+    assert re.fullmatch(r"friend1, friend2 exited 0 after \d+s", done["detail"]), done
     kept = (tmp_path / "jobs" / job.id / "output.log").read_text()
     assert "socket.cpp" not in kept
     assert "friend2/rank0 | step 0 loss 1.0" in kept and "friend1/rank1 | done" in kept
@@ -162,3 +162,12 @@ def test_following_applies_the_filter_to_live_lines(tmp_path: Path) -> None:
     got = asyncio.run(follow())
     assert [e["line"] for e in got if e["event"] == "log"] == ["friend2/rank1 | b"]
     assert [e["kind"] for e in got if e["event"] == "job"] == ["node_done", "succeeded"]
+
+
+def test_a_mistyped_job_id_gets_a_suggestion_and_exit_code_5(tmp_path: Path) -> None:
+    from gpuhive.controller.job_store import JobNotFound
+    sup, _ = _setup(tmp_path, ScriptedNodes({"friend1": []}, {"friend1": 0}))
+    asyncio.run(_watched(sup, ["friend1"], JobSpec(script="t.py")))
+    with pytest.raises(JobNotFound, match=r"no job 'j-abc132'") as e:
+        sup.show("j-abc132")
+    assert e.value.hint.startswith("did you mean j-abc123?") and e.value.exit_code == 5
