@@ -150,11 +150,16 @@ def scan_sources(sources: dict[str, str]) -> list[Message]:
     return sorted(set(out))
 
 
+# Test doubles only imitate the product's messages: users never see theirs.
+NOT_SHOWN_TO_USERS = ("testing",)
+
+
 def scan_package(package_dir: Path = PACKAGE_DIR) -> list[Message]:
     """Every message template of the package, sorted (template, class, file:line)."""
     base = package_dir.parent
     sources = {p.relative_to(base).as_posix(): p.read_text(encoding="utf-8")
-               for p in sorted(package_dir.rglob("*.py"))}
+               for p in sorted(package_dir.rglob("*.py"))
+               if p.relative_to(package_dir).parts[0] not in NOT_SHOWN_TO_USERS}
     return scan_sources(sources)
 
 
