@@ -155,11 +155,15 @@ def env_command(digest: str, code_digest: str) -> str:
     mean the same as on the owner's machine.
     """
     d = f'"$H/envs/{digest}"'
-    return (f"set -e; H={NODE_HOME}; if [ -x {d}/bin/python ]; then echo reused; exit 0; fi; "
-            f"mkdir -p \"$H/envs\"; t=\"$H/envs/.{digest}.$$\"; rm -rf \"$t\"; "
-            f"trap 'rm -rf \"$t\"' EXIT; "
+    # stdin is read first on both paths: a command that exits (reused, or a failed step)
+    # while the controller still writes it closes the channel under that write
+    # ("Channel not open for sending"), hiding what really happened
+    return (f"set -e; H={NODE_HOME}; if [ -x {d}/bin/python ]; then cat > /dev/null; "
+            f"echo reused; exit 0; fi; "
+            f"mkdir -p \"$H/envs\"; t=\"$H/envs/.{digest}.$$\"; rm -rf \"$t\" \"$t.req\"; "
+            f"trap 'rm -rf \"$t\" \"$t.req\"' EXIT; cat > \"$t.req\"; "
             f"{NODE_PYTHON} -m gpuhive.train.jobenv create \"$t\" >/dev/null; "
-            f"cat > \"$t/requirements.txt\"; cd \"$H/code/{code_digest}\"; "
+            f"mv \"$t.req\" \"$t/requirements.txt\"; cd \"$H/code/{code_digest}\"; "
             f"PIP_DISABLE_PIP_VERSION_CHECK=1 \"$t/bin/python\" -m pip install -q "
             f"-r \"$t/requirements.txt\" >&2; "
             f"mv \"$t\" {d}; trap - EXIT; echo built")

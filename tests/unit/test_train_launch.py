@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+from pathlib import Path
 
 from gpuhive.train import launch, sync
 from gpuhive.train.launch import LaunchPlan, Placement
@@ -66,3 +69,20 @@ def test_the_sync_event_reads_as_what_happened() -> None:
         "code abc: 1.9 KiB sent to 2 of 2 node(s)"
     assert sync.sync_summary("abc", 3 * 1024 * 1024, ["friend2"], ["friend1"]) == \
         "code abc: 3.0 MiB sent to 1 of 2 node(s); friend1 already had it"
+
+
+def test_the_environment_command_reads_its_stdin_before_it_can_exit(tmp_path: Path) -> None:
+    # a reused venv: the command exits at once; unread stdin made the controller's write
+    # fail with "Channel not open for sending"
+    digest = "0123456789abcdef"
+    python = tmp_path / "envs" / digest / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    proc = subprocess.Popen(["/bin/sh", "-c", launch.env_command(digest, "c0de")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env={**os.environ, "GPUHIVE_HOME": str(tmp_path)})
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"torch\n" * 200_000)  # beyond a pipe's buffer: EPIPE if never read
+    proc.stdin.close()
+    assert proc.stdout.read() == b"reused\n" and proc.wait(timeout=30) == 0
