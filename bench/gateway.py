@@ -52,9 +52,9 @@ from typing import Any
 import httpx
 from _harness import Cleanup, free_port, machine_line, tail, verdict, wait_until
 
-from gpuhive.serve.apikeys import ApiKeyStore
-from gpuhive.serve.engine import EngineHost, EngineSpec, build_engine_command
-from gpuhive.serve.tinymodel import TinyShape, write_tiny_model
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
+from gpuhive.serve.models.tinymodel import TinyShape, write_tiny_model
+from gpuhive.serve.node.engine import EngineHost, EngineSpec, build_engine_command
 
 MODEL = "tiny-test"
 TARGET_ADDED_P50_MS = 2.0

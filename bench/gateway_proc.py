@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from gpuhive.serve.api import ModelProfile, Replica, StaticReplicas
-from gpuhive.serve.apikeys import ApiKeyStore
-from gpuhive.serve.gateway import Gateway, GatewayConfig, GatewayServer
-from gpuhive.serve.gguf_fit import read_gguf_info
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.app import Gateway, GatewayConfig, GatewayServer
+from gpuhive.serve.models.gguf_fit import read_gguf_info
 
 MODEL = "tiny-test"
 

@@ -24,7 +24,7 @@ from gpuhive.controller.overlay_ops import OverlayOps
 from gpuhive.controller.service import HiveService
 from gpuhive.controller.serving import ServeManager
 from gpuhive.errors import GpuhiveError
-from gpuhive.serve.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1024 * 1024

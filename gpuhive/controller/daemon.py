@@ -30,9 +30,9 @@ from gpuhive.controller.web.server import HttpServer, start_http
 from gpuhive.controller.web.work_metrics import GatewayCollector, JobsCollector
 from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
-from gpuhive.serve.apikeys import ApiKeyStore
-from gpuhive.serve.gateway import Gateway
-from gpuhive.serve.gateway import create_app as create_gateway_app
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.app import Gateway
+from gpuhive.serve.gateway.app import create_app as create_gateway_app
 from gpuhive.transport import keys
 from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
 from gpuhive.transport.node_conn import NodeConnections

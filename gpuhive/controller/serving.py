@@ -2,7 +2,7 @@
 
 For each replica the controller pushes the GGUF to the node over SFTP (resumable,
 sha256-checked, renamed into place only when whole), then runs
-``python -m gpuhive.serve.node_worker`` over its SSH session. The worker prints a JSON
+``python -m gpuhive.serve.node.worker`` over its SSH session. The worker prints a JSON
 status line per change; when it says ready on port P the controller opens a local port
 forward to the node's 127.0.0.1:P and the replica joins the gateway's ``ReplicaSource``.
 Closing that session (serve stop, node removal, pause) stops the engine with it.
@@ -33,12 +33,12 @@ from gpuhive.core.names import did_you_mean
 from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import ConfigError, GpuhiveError, ModelNotServed, NodeUnreachable
 from gpuhive.serve.api import ModelProfile, Replica
-from gpuhive.serve.catalog import load_catalog, resolve
-from gpuhive.serve.fetch import materialize
-from gpuhive.serve.gguf_fit import estimate_for, read_gguf_info
+from gpuhive.serve.models.catalog import load_catalog, resolve
+from gpuhive.serve.models.fetch import materialize
+from gpuhive.serve.models.gguf_fit import estimate_for, read_gguf_info
+from gpuhive.serve.models.profiles import model_profile
+from gpuhive.serve.models.transfer import push_model
 from gpuhive.serve.placement import ENDED, ReplicaInfo, ScalePlan, Unfit, plan_scale
-from gpuhive.serve.profiles import model_profile
-from gpuhive.serve.transfer import push_model
 from gpuhive.transport.node_conn import NodeConnections
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ class ServeManager:
                          dep: Deployment, run: ReplicaRun, remote: str) -> None:
         argv = ["--model", remote, "--sha256", dep.sha256, "--alias", dep.model,
                 "--ctx", str(dep.profile.ctx)]
-        command = f"exec {NODE_PYTHON} -m gpuhive.serve.node_worker " + " ".join(
+        command = f"exec {NODE_PYTHON} -m gpuhive.serve.node.worker " + " ".join(
             shlex.quote(a) for a in argv)
         async with conn.create_process(command, stdin=asyncssh.PIPE) as proc:
             async for line in proc.stdout:

@@ -30,7 +30,7 @@ class ModelProfile:
     ``eos_token`` lets the gateway continue a chat stream on another replica as a plain
     completion of "rendered prompt + text sent"; without it a chat stream that loses its
     replica mid-way ends with an error event. ``embeddings`` says whether the replicas were
-    started with embeddings on. Build it with ``gpuhive.serve.profiles.model_profile``.
+    started with embeddings on. Build it with ``gpuhive.serve.models.profiles.model_profile``.
     """
 
     name: str

@@ -65,10 +65,10 @@ def test_two_replicas_failover_and_clean_stop(lab: Lab) -> None:
     assert lab.cli("agent", "resume", host="friend1").returncode == 0
     assert lab.cli("serve", "stop", "tiny-test", check=True).returncode == 0
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (procs.pids_running("gpuhive.serve.node_worker")
+    while time.monotonic() < deadline and (procs.pids_running("gpuhive.serve.node.worker")
                                            or procs.pids_running("llama_cpp.server")):
         time.sleep(0.2)
-    assert procs.pids_running("gpuhive.serve.node_worker") == []
+    assert procs.pids_running("gpuhive.serve.node.worker") == []
     assert procs.pids_running("llama_cpp.server") == []
     revoked = lab.cli("keys", "revoke", "tests", check=True)
     assert "revoked" in revoked.stdout

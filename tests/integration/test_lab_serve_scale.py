@@ -26,7 +26,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def _engines(lab: Lab, node: str) -> list[int]:
     """Serving processes (worker, engine) running on a node: they carry its GPUHIVE_HOME."""
     pids = reaper.tagged(str(lab.node_home(node)), var="GPUHIVE_HOME")
-    return [p for p in pids if _cmd(p).find("gpuhive.serve.node_worker") >= 0
+    return [p for p in pids if _cmd(p).find("gpuhive.serve.node.worker") >= 0
             or "llama" in _cmd(p)]
 
 

@@ -27,13 +27,13 @@ import pytest
 
 from gpuhive.ports import free_port
 from gpuhive.serve.api import ModelProfile, Replica
-from gpuhive.serve.apikeys import ApiKeyStore
-from gpuhive.serve.gateway import Gateway, GatewayConfig, GatewayServer
-from gpuhive.serve.gguf_fit import read_gguf_info
-from gpuhive.serve.hashing import sha256_file
-from gpuhive.serve.local import LocalPool, local_replicas
-from gpuhive.serve.tinymodel import write_tiny_model
-from gpuhive.serve.worker import SupervisorConfig, WorkerState
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.app import Gateway, GatewayConfig, GatewayServer
+from gpuhive.serve.models.gguf_fit import read_gguf_info
+from gpuhive.serve.models.hashing import sha256_file
+from gpuhive.serve.models.tinymodel import write_tiny_model
+from gpuhive.serve.node.local import LocalPool, local_replicas
+from gpuhive.serve.node.supervisor import SupervisorConfig, WorkerState
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 T = TypeVar("T")

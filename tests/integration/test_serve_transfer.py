@@ -14,7 +14,7 @@ import asyncssh
 import pytest
 
 from gpuhive.serve.errors import ChecksumMismatch, TransferError
-from gpuhive.serve.transfer import push_model
+from gpuhive.serve.models.transfer import push_model
 from gpuhive.transport.sftp_files import SftpFiles
 
 T = TypeVar("T")

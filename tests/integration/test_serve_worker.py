@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from gpuhive.pids import group_alive
-from gpuhive.serve.engine import EngineSpec, detect_host
 from gpuhive.serve.errors import ChecksumMismatch, WorkerFailed
-from gpuhive.serve.hashing import sha256_file
-from gpuhive.serve.tinymodel import write_tiny_model
-from gpuhive.serve.worker import SupervisorConfig, WorkerState, WorkerSupervisor
+from gpuhive.serve.models.hashing import sha256_file
+from gpuhive.serve.models.tinymodel import write_tiny_model
+from gpuhive.serve.node.engine import EngineSpec, detect_host
+from gpuhive.serve.node.supervisor import SupervisorConfig, WorkerState, WorkerSupervisor
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from gpuhive.controller.registry import Registry
 from gpuhive.core.model import NodeStatus
 from gpuhive.errors import StateError
 from gpuhive.migrations import Migration, SchemaTooNew, check_order, migrate, version_of
-from gpuhive.serve.apikeys import APIKEY_MIGRATIONS, ApiKeyStore
+from gpuhive.serve.gateway.apikeys import APIKEY_MIGRATIONS, ApiKeyStore
 
 RELEASE_0_1_0 = Path(__file__).resolve().parents[1] / "data" / "registry" / "0.1.0"
 

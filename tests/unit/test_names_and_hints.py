@@ -21,7 +21,7 @@ from gpuhive.errors import (
     error_class,
     from_dict,
 )
-from gpuhive.serve.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
 
 NOW = 1000.0
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from gpuhive.errors import KeyNotFound
-from gpuhive.serve.apikeys import ApiKeyStore
 from gpuhive.serve.errors import AuthError, PermissionDenied, ServeError
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
 
 
 def test_create_authenticate_scope_and_hash_only(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.serve.catalog import BUILTIN_CATALOG, load_catalog, resolve
 from gpuhive.serve.errors import CatalogError, ChecksumRequired
+from gpuhive.serve.models.catalog import BUILTIN_CATALOG, load_catalog, resolve
 
 
 def write(tmp_path: Path, text: str, name: str = "models.yaml") -> Path:

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from gpuhive.serve.api import ModelProfile
-from gpuhive.serve.chunks import (
+from gpuhive.serve.gateway.chunks import (
     DONE,
     ChunkMeta,
     build_chunk,
@@ -12,12 +12,12 @@ from gpuhive.serve.chunks import (
     read_delta,
     sse_json,
 )
-from gpuhive.serve.continuation import (
+from gpuhive.serve.gateway.continuation import (
     ContinuationImpossible,
     continuation_body,
     render_chat_prompt,
 )
-from gpuhive.serve.tinymodel import CHATML_TEMPLATE
+from gpuhive.serve.models.tinymodel import CHATML_TEMPLATE
 
 TINY = ModelProfile("tiny", 512, CHATML_TEMPLATE, "<s>", "</s>")
 
@@ -62,7 +62,7 @@ def test_render_drops_leading_bos_like_the_engine_adds_it() -> None:
 
 
 def test_llama2_catalog_template_renders() -> None:
-    from gpuhive.serve.catalog import load_catalog
+    from gpuhive.serve.models.catalog import load_catalog
 
     ref = load_catalog().get("llama-7b")
     prof = ModelProfile("llama-7b", 4096, ref.chat_template, "<s>", "</s>")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from gpuhive.serve.engine import (
+from gpuhive.serve.node.engine import (
     LLAMA_CPP_PYTHON,
     LLAMA_SERVER,
     EngineHost,
@@ -32,7 +32,7 @@ def test_llama_cpp_python_with_gpu_chat_format_embeddings_and_no_repack() -> Non
     spec = EngineSpec(Path("/m.gguf"), 1, "x", chat_format="llama-2", embeddings=True,
                       no_repack=True, n_threads=3)
     a = build_engine_command(spec, EngineHost(cores=8, has_gpu=True, python="/py")).argv
-    assert a[2] == "gpuhive.serve.llama_cpp_main"
+    assert a[2] == "gpuhive.serve.node.llama_cpp_main"
     assert flag(a, "--n_gpu_layers") == "-1" and flag(a, "--n_threads") == "3"
     assert flag(a, "--chat_format") == "llama-2" and flag(a, "--embedding") == "true"
 

@@ -1,5 +1,5 @@
 from gpuhive.serve.api import Replica
-from gpuhive.serve.failover import (
+from gpuhive.serve.gateway.failover import (
     FinishLength,
     GiveUp,
     Progress,

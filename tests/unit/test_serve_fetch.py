@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from gpuhive.serve.catalog import ModelRef
 from gpuhive.serve.errors import ChecksumMismatch, ChecksumRequired
-from gpuhive.serve.fetch import LocalModel, download, materialize
+from gpuhive.serve.models.catalog import ModelRef
+from gpuhive.serve.models.fetch import LocalModel, download, materialize
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from gpuhive.serve.errors import GgufError
-from gpuhive.serve.gguf_fit import (
+from gpuhive.serve.models.gguf_fit import (
     MIB,
     estimate_for,
     estimate_memory,
@@ -11,7 +11,7 @@ from gpuhive.serve.gguf_fit import (
     kv_cache_bytes,
     read_gguf_info,
 )
-from gpuhive.serve.tinymodel import write_tiny_model
+from gpuhive.serve.models.tinymodel import write_tiny_model
 
 
 def test_kv_cache_of_llama2_7b_at_4k_is_2_gib() -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from gpuhive.serve.http1 import ChunkedDecoder, Http1Error, _split
-from gpuhive.serve.sse import SseParser
+from gpuhive.serve.gateway.http1 import ChunkedDecoder, Http1Error, _split
+from gpuhive.serve.gateway.sse import SseParser
 
 BODY = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from gpuhive.serve.ratelimit import KeyLimits, RateState, admit, charge_tokens
+from gpuhive.serve.gateway.ratelimit import KeyLimits, RateState, admit, charge_tokens
 
 
 def test_no_limits_always_admits() -> None:

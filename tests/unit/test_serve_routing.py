@@ -1,5 +1,5 @@
 from gpuhive.serve.api import Replica
-from gpuhive.serve.routing import (
+from gpuhive.serve.gateway.routing import (
     IDLE,
     ReplicaHealth,
     failed,

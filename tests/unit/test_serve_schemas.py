@@ -1,7 +1,7 @@
 import pytest
 
 from gpuhive.serve.errors import InvalidRequest
-from gpuhive.serve.schemas import (
+from gpuhive.serve.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,

@@ -3,9 +3,9 @@
 import json
 
 from gpuhive.serve.errors import NoReplica, RateLimited
-from gpuhive.serve.metrics import GatewayMetrics
-from gpuhive.serve.upstream_errors import from_upstream
-from gpuhive.serve.worker import SupervisorConfig, restart_plan
+from gpuhive.serve.gateway.metrics import GatewayMetrics
+from gpuhive.serve.gateway.upstream_errors import from_upstream
+from gpuhive.serve.node.supervisor import SupervisorConfig, restart_plan
 
 
 def test_metrics_snapshot() -> None:

@@ -1,7 +1,7 @@
 import hashlib
 from pathlib import Path
 
-from gpuhive.serve.tinymodel import BYTE, CONTROL, NORMAL, tiny_vocab, write_tiny_model
+from gpuhive.serve.models.tinymodel import BYTE, CONTROL, NORMAL, tiny_vocab, write_tiny_model
 
 
 def sha(p: Path) -> str:

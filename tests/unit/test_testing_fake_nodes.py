@@ -12,7 +12,7 @@ import pytest
 from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
 from gpuhive.errors import NodeUnreachable
 from gpuhive.serve.errors import ChecksumMismatch, TransferError
-from gpuhive.serve.transfer import push_model
+from gpuhive.serve.models.transfer import push_model
 from gpuhive.testing import FakeHost, FakeNodes, Script
 
 

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 
 from gpuhive.controller.job_store import JobStore
-from gpuhive.serve.metrics import GatewayMetrics
+from gpuhive.serve.gateway.metrics import GatewayMetrics
 
 JOB_STATES = ("queued", "preflight", "syncing", "running", "succeeded", "failed", "cancelled")
 

@@ -19,7 +19,7 @@ import gpuhive
 from gpuhive.controller.job_store import JobRecord, JobStore
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import CpuInfo, GpuInfo, Hardware, NodeStatus
-from gpuhive.serve.apikeys import ApiKeyStore
+from gpuhive.serve.gateway.apikeys import ApiKeyStore
 
 T0 = 1_763_800_000.0  # 2025-11-22, a fixed clock so the fixture is reproducible in shape
 

@@ -30,9 +30,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gpuhive.serve import routing
 from gpuhive.serve.api import Replica, ReplicaSource
-from gpuhive.serve.apikeys import ApiKey, ApiKeyStore
 from gpuhive.serve.errors import (
     ApiError,
     BodyTooLarge,
@@ -40,16 +38,18 @@ from gpuhive.serve.errors import (
     ModelNotFound,
     RateLimited,
 )
-from gpuhive.serve.metrics import GatewayMetrics
-from gpuhive.serve.ratelimit import RateState, admit, charge_tokens
-from gpuhive.serve.relay import Call, StreamRelay, complete
-from gpuhive.serve.schemas import (
+from gpuhive.serve.gateway import routing
+from gpuhive.serve.gateway.apikeys import ApiKey, ApiKeyStore
+from gpuhive.serve.gateway.metrics import GatewayMetrics
+from gpuhive.serve.gateway.ratelimit import RateState, admit, charge_tokens
+from gpuhive.serve.gateway.relay import Call, StreamRelay, complete
+from gpuhive.serve.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     parse_body,
 )
-from gpuhive.serve.upstream import Upstream, dumps
+from gpuhive.serve.gateway.upstream import Upstream, dumps
 
 log = logging.getLogger(__name__)
 

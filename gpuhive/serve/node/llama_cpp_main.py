@@ -2,7 +2,7 @@
 
 llama-cpp-python's server has no flag for it, so this sets the default model parameters
 before the server builds its model, then runs the server's own ``__main__`` unchanged
-(all its flags work). See ``gpuhive.serve.engine`` for why.
+(all its flags work). See ``gpuhive.serve.node.engine`` for why.
 """
 
 from __future__ import annotations

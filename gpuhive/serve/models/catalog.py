@@ -3,7 +3,7 @@
 ``load_catalog`` validates every entry (errors name the file and the key, e.g.
 ``models.llama-7b.sha256``); ``resolve`` turns what the user typed (a catalog name or a direct
 path to a ``.gguf`` file) into a ``ModelRef``. Nothing here downloads or generates a file:
-``gpuhive.serve.fetch.materialize`` does that.
+``gpuhive.serve.models.fetch.materialize`` does that.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 from gpuhive.serve.errors import CatalogError, ChecksumRequired
 
-BUILTIN_CATALOG = Path(__file__).resolve().parents[2] / "inference" / "models.yaml"
+BUILTIN_CATALOG = Path(__file__).resolve().parents[3] / "inference" / "models.yaml"
 DEFAULT_CTX = 2048
 GENERATORS = ("tiny-llama",)
 SOURCE_KEYS = ("url", "path", "generate")

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gpuhive.serve.api import ModelProfile, Replica
-from gpuhive.serve.apikeys import ApiKey
-from gpuhive.serve.chunks import (
+from gpuhive.serve.errors import ApiError, NoReplica, UpstreamFailed
+from gpuhive.serve.gateway.apikeys import ApiKey
+from gpuhive.serve.gateway.chunks import (
     DONE,
     ChunkMeta,
     build_chunk,
@@ -30,9 +31,8 @@ from gpuhive.serve.chunks import (
     sse,
     sse_json,
 )
-from gpuhive.serve.continuation import ContinuationImpossible, continuation_body
-from gpuhive.serve.errors import ApiError, NoReplica, UpstreamFailed
-from gpuhive.serve.failover import (
+from gpuhive.serve.gateway.continuation import ContinuationImpossible, continuation_body
+from gpuhive.serve.gateway.failover import (
     FinishLength,
     GiveUp,
     Progress,
@@ -42,11 +42,11 @@ from gpuhive.serve.failover import (
     is_replica_fault,
     plan_next,
 )
-from gpuhive.serve.upstream import UpstreamAnswered, UpstreamBroken, UpstreamStream, dumps
-from gpuhive.serve.upstream_errors import from_upstream
+from gpuhive.serve.gateway.upstream import UpstreamAnswered, UpstreamBroken, UpstreamStream, dumps
+from gpuhive.serve.gateway.upstream_errors import from_upstream
 
 if TYPE_CHECKING:
-    from gpuhive.serve.gateway import Gateway
+    from gpuhive.serve.gateway.app import Gateway
 
 COOL_STATUSES = (502, 503, 504)  # an answered 500 is an alive engine refusing this request
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from gpuhive.serve.catalog import ModelRef
 from gpuhive.serve.errors import CatalogError, ChecksumMismatch, TransferError
-from gpuhive.serve.hashing import sha256_file, verify_sha256
-from gpuhive.serve.tinymodel import write_tiny_model
+from gpuhive.serve.models.catalog import ModelRef
+from gpuhive.serve.models.hashing import sha256_file, verify_sha256
+from gpuhive.serve.models.tinymodel import write_tiny_model
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total; 0 when unknown)
 

@@ -23,10 +23,10 @@ import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from gpuhive.serve.aio import within
 from gpuhive.serve.api import Replica
-from gpuhive.serve.http1 import Http1Error, Http1Pool, Http1Response
-from gpuhive.serve.sse import SseParser
+from gpuhive.serve.gateway.aio import within
+from gpuhive.serve.gateway.http1 import Http1Error, Http1Pool, Http1Response
+from gpuhive.serve.gateway.sse import SseParser
 
 T = TypeVar("T")
 MAX_ERROR_BODY = 64 * 1024

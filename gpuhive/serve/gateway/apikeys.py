@@ -25,7 +25,7 @@ from gpuhive.core.names import did_you_mean
 from gpuhive.errors import KeyNotFound
 from gpuhive.migrations import Migration, migrate
 from gpuhive.serve.errors import AuthError, PermissionDenied, ServeError
-from gpuhive.serve.ratelimit import KeyLimits
+from gpuhive.serve.gateway.ratelimit import KeyLimits
 
 # Version 1 is release 0.1.0's schema, verbatim; append migrations, never edit one.
 V1_RELEASE_0_1_0 = """

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuhive.serve.api import ModelProfile, Replica, StaticReplicas
-from gpuhive.serve.engine import EngineHost, EngineSpec, detect_host
-from gpuhive.serve.worker import SupervisorConfig, WorkerSupervisor
+from gpuhive.serve.node.engine import EngineHost, EngineSpec, detect_host
+from gpuhive.serve.node.supervisor import SupervisorConfig, WorkerSupervisor
 
 
 @dataclass

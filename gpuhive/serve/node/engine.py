@@ -17,7 +17,7 @@ Quantized models on CPUs with AMX: llama.cpp repacks weights into "extra buffer 
 and a natively built llama-cpp-python was seen to crash (SIGSEGV) in the AMX matmul on
 them. ``no_repack`` turns that off: ``--no-repack`` for llama-server, and for
 llama-cpp-python (whose server has no such flag) the small wrapper
-``gpuhive.serve.llama_cpp_main``, which sets ``use_extra_bufts = False``.
+``gpuhive.serve.node.llama_cpp_main``, which sets ``use_extra_bufts = False``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def build_engine_command(spec: EngineSpec, host: EngineHost) -> EngineCommand:
         if spec.no_repack:
             argv += ["--no-repack"]
         return EngineCommand(LLAMA_SERVER, [*argv, *spec.extra_args], "/health", "/health")
-    module = "gpuhive.serve.llama_cpp_main" if spec.no_repack else "llama_cpp.server"
+    module = "gpuhive.serve.node.llama_cpp_main" if spec.no_repack else "llama_cpp.server"
     argv = [host.python, "-m", module, "--model", str(spec.model_path),
             "--model_alias", spec.alias, "--host", "127.0.0.1", "--port", str(spec.port),
             "--n_ctx", n_ctx, "--n_threads", threads, "--n_threads_batch", threads,

@@ -32,9 +32,9 @@ import httpx
 from gpuhive.core.backoff import backoff_delay
 from gpuhive.pids import group_alive
 from gpuhive.ports import free_port, port_is_free
-from gpuhive.serve.engine import EngineCommand, EngineHost, EngineSpec, build_engine_command
 from gpuhive.serve.errors import ChecksumMismatch, WorkerFailed
-from gpuhive.serve.hashing import verify_sha256
+from gpuhive.serve.models.hashing import verify_sha256
+from gpuhive.serve.node.engine import EngineCommand, EngineHost, EngineSpec, build_engine_command
 
 
 class WorkerState(str, enum.Enum):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gpuhive.serve.api import ModelProfile
-from gpuhive.serve.catalog import ModelRef
-from gpuhive.serve.gguf_fit import GgufInfo
+from gpuhive.serve.models.catalog import ModelRef
+from gpuhive.serve.models.gguf_fit import GgufInfo
 
 
 def model_profile(ref: ModelRef, info: GgufInfo | None = None, *,

@@ -1,4 +1,4 @@
-"""``python -m gpuhive.serve.node_worker``: one replica on a node, run by the controller.
+"""``python -m gpuhive.serve.node.worker``: one replica on a node, run by the controller.
 
 The controller starts this over its SSH session to the node and reads one JSON status
 line per change (``starting``/``ready``/``failed``… with the engine's port). The replica
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from gpuhive.errors import GpuhiveError
 from gpuhive.ports import free_port
-from gpuhive.serve.engine import EngineSpec, detect_host
-from gpuhive.serve.worker import WorkerStatus, WorkerSupervisor
+from gpuhive.serve.node.engine import EngineSpec, detect_host
+from gpuhive.serve.node.supervisor import WorkerStatus, WorkerSupervisor
 
 
 def _emit(status: WorkerStatus) -> None:
@@ -51,7 +51,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m gpuhive.serve.node_worker")
+    p = argparse.ArgumentParser(prog="python -m gpuhive.serve.node.worker")
     p.add_argument("--model", required=True)
     p.add_argument("--sha256", required=True)
     p.add_argument("--alias", required=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gpuhive.errors import NodeUnreachable, RemoteFileError
 from gpuhive.serve.errors import ChecksumMismatch, TransferError
-from gpuhive.serve.hashing import sha256_file
+from gpuhive.serve.models.hashing import sha256_file
 from gpuhive.transport.api import RemoteFiles
 
 BLOCK = 1 << 20
