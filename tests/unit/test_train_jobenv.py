@@ -85,4 +85,5 @@ def test_the_env_build_runs_pip_in_the_synced_code_and_removes_a_half_built_venv
     cmd = launch.env_command("abc123", "code9")
     assert 'cd "$H/code/code9"' in cmd
     assert "-m gpuhive.train.jobenv create" in cmd and "--system-site-packages" not in cmd
-    assert "trap 'rm -rf \"$t\"' EXIT" in cmd and cmd.index("mv \"$t\"") < cmd.index("trap - ")
+    assert "trap 'rm -rf \"$t\" \"$t.req\"' EXIT" in cmd  # the venv and the requirements read
+    assert cmd.index("mv \"$t\" ") < cmd.index("trap - ")
