@@ -17,7 +17,8 @@ from pathlib import Path
 
 from gpuhive.serve.api import ModelProfile, Replica, StaticReplicas
 from gpuhive.serve.gateway.apikeys import ApiKeyStore
-from gpuhive.serve.gateway.app import Gateway, GatewayConfig, GatewayServer
+from gpuhive.serve.gateway.app import Gateway, GatewayServer
+from gpuhive.serve.gateway.pool import GatewayConfig, ReplicaPool
 from gpuhive.serve.models.gguf_fit import read_gguf_info
 
 MODEL = "tiny-test"
@@ -38,7 +39,8 @@ async def main(args: argparse.Namespace) -> None:
     profiles[MODEL] = profile
     source = StaticReplicas(replicas, profiles)
     keys = ApiKeyStore(Path(args.keys)) if args.keys else None
-    gw = Gateway(source, keys=keys, config=GatewayConfig(token_gap_timeout_s=args.gap))
+    gw = Gateway(ReplicaPool(source, config=GatewayConfig(token_gap_timeout_s=args.gap)),
+                 keys=keys)
     server = GatewayServer(gw, port=args.port)
     await server.start()
     print("READY", flush=True)

@@ -33,6 +33,8 @@ from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.serve.gateway.apikeys import ApiKeyStore
 from gpuhive.serve.gateway.app import Gateway
 from gpuhive.serve.gateway.app import create_app as create_gateway_app
+from gpuhive.serve.gateway.pool import ReplicaPool
+from gpuhive.serve.gateway.routing import ReplicaHealth
 from gpuhive.transport import keys
 from gpuhive.transport.hive_server import HiveEndpoint, start_hive_server
 from gpuhive.transport.node_conn import NodeConnections
@@ -60,11 +62,12 @@ class Controller:
         self.tracker = Tracker(self.registry, self.hive, settings)
         self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
         self.service.jobs = self.jobs
+        replica_health: dict[str, ReplicaHealth] = {}  # the gateway writes, `serve ls` reads
         self.serving = ServeManager(self.registry, self.nodes, self.ops, settings, home.root,
-                                    clock)
+                                    clock, health=replica_health)
         self.apikeys = ApiKeyStore(home.root / "apikeys.db")
-        self.gateway = Gateway(self.serving, keys=self.apikeys)
-        self.serving.gateway = self.gateway
+        self.pool = ReplicaPool(self.serving, health=replica_health)
+        self.gateway = Gateway(self.pool, keys=self.apikeys)
         self.service.serving = self.serving
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []

@@ -1,11 +1,15 @@
 """`gpuhive serve`: replicas of a model on the nodes that fit, behind the gateway.
 
-For each replica the controller pushes the GGUF to the node over SFTP (resumable,
-sha256-checked, renamed into place only when whole), then runs
-``python -m gpuhive.serve.node.worker`` over its SSH session. The worker prints a JSON
-status line per change; when it says ready on port P the controller opens a local port
-forward to the node's 127.0.0.1:P and the replica joins the gateway's ``ReplicaSource``.
-Closing that session (serve stop, node removal, pause) stops the engine with it.
+For each replica the controller pushes the GGUF to the node (``NodeSessions.files``:
+resumable, sha256-checked, renamed into place only when whole), then runs
+``python -m gpuhive.serve.node.worker`` as a long-running process on the node
+(``NodeSessions.process``). The worker prints a JSON status line per change; when it says
+ready on port P the controller opens a forward to the node's 127.0.0.1:P
+(``NodeSessions.forward``) and the replica joins the gateway's ``ReplicaSource``. Leaving
+that process (serve stop, node removal, pause) stops the engine with it.
+
+Everything here reaches nodes through ``transport.api.NodeSessions`` only, so it runs as
+well over ``gpuhive.testing.FakeNodes`` (tests/unit/test_controller_serving.py).
 """
 
 from __future__ import annotations
@@ -16,12 +20,10 @@ import json
 import logging
 import shlex
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import asyncssh
 
 from gpuhive.config import Settings
 from gpuhive.controller.node_ops import NodeOps
@@ -33,19 +35,17 @@ from gpuhive.core.names import did_you_mean
 from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import ConfigError, GpuhiveError, ModelNotServed, NodeUnreachable
 from gpuhive.serve.api import ModelProfile, Replica
+from gpuhive.serve.errors import DeploymentRefused
+from gpuhive.serve.gateway.routing import ReplicaHealth
 from gpuhive.serve.models.catalog import load_catalog, resolve
 from gpuhive.serve.models.fetch import materialize
 from gpuhive.serve.models.gguf_fit import estimate_for, read_gguf_info
 from gpuhive.serve.models.profiles import model_profile
 from gpuhive.serve.models.transfer import push_model
 from gpuhive.serve.placement import ENDED, ReplicaInfo, ScalePlan, Unfit, plan_scale
-from gpuhive.transport.node_conn import NodeConnections
+from gpuhive.transport.api import Forward, NodeSessions
 
 log = logging.getLogger(__name__)
-
-
-class ServeError(GpuhiveError):
-    code = "serve"
 
 
 @dataclass
@@ -59,7 +59,7 @@ class ReplicaRun:
     error: str = ""
     restarts: int = 0
     task: asyncio.Task[None] | None = None
-    listener: asyncssh.SSHListener | None = None
+    forward: Forward | None = None  # the controller's way to the engine, once ready
 
     def view(self) -> dict[str, Any]:
         return {"id": self.replica_id, "model": self.model, "node": self.node,
@@ -81,19 +81,47 @@ class Deployment:
         return [r for r in self.replicas.values() if r.state not in ENDED]
 
 
-class ServeManager:
-    """The gateway's ``ReplicaSource``: ready replicas of every served model."""
+@dataclass(frozen=True)
+class WorkerLine:
+    """One status line of ``gpuhive.serve.node.worker`` (its ``WorkerStatus.to_dict``)."""
 
-    def __init__(self, registry: Registry, nodes: NodeConnections, ops: NodeOps,
-                 settings: Settings, home: Path, clock: Callable[[], float] = time.time) -> None:
+    state: str
+    port: int = 0
+    restarts: int = 0
+    error: str = ""
+
+
+def parse_worker_line(line: str) -> WorkerLine | None:
+    """A status line, or None for anything else the worker printed."""
+    try:
+        status = json.loads(line)
+        if not isinstance(status, dict):
+            return None
+        return WorkerLine(str(status.get("state")), int(status.get("port") or 0),
+                          int(status.get("restarts") or 0), str(status.get("error") or ""))
+    except (ValueError, TypeError):
+        return None
+
+
+class ServeManager:
+    """The gateway's ``ReplicaSource``: ready replicas of every served model.
+
+    ``health`` is the gateway's passive view of each replica (``ReplicaPool.health``):
+    requests in flight and tokens/s for `serve ls`, and load for choosing what a scale-down
+    stops.
+    """
+
+    def __init__(self, registry: Registry, nodes: NodeSessions, ops: NodeOps,
+                 settings: Settings, home: Path, clock: Callable[[], float] = time.time, *,
+                 health: Mapping[str, ReplicaHealth]) -> None:
         self.registry = registry
         self.nodes = nodes
         self.ops = ops
         self.settings = settings
         self.home = home
         self.clock = clock
+        self.health = health
         self.deployments: dict[str, Deployment] = {}
-        self.gateway: Any = None  # set by the daemon: in-flight counts and tokens/s
 
     # ---- ReplicaSource ----------------------------------------------------------------
 
@@ -130,12 +158,12 @@ class ServeManager:
         ref = resolve(catalog, model)
         dep = self.deployments.get(ref.name)
         if dep is not None and ctx and ctx != dep.profile.ctx:
-            raise ServeError(f"{ref.name} is served with --ctx {dep.profile.ctx}, not {ctx}",
-                             hint=f"`gpuhive serve stop {ref.name}`, then serve it again with "
-                                  f"--ctx {ctx}", model=ref.name)
+            raise DeploymentRefused(f"{ref.name} is served with --ctx {dep.profile.ctx}, "
+                                    f"not {ctx}",
+                                    hint=f"`gpuhive serve stop {ref.name}`, then serve it "
+                                         f"again with --ctx {ctx}", model=ref.name)
         if dep is None:
             if ctx:
-                from dataclasses import replace
                 ref = replace(ref, ctx=ctx)
             local = await materialize(ref, self.home / "models")
             info = read_gguf_info(local.path)
@@ -145,9 +173,10 @@ class ServeManager:
                 dep = self.deployments[ref.name]
         plan = self._plan(dep, replicas)
         if plan.placed == 0:
-            raise ServeError(f"no node can hold {dep.model} (needs about {dep.need_mib} MiB): "
-                             f"{plan.why_not()}",
-                             hint="see `gpuhive nodes rank --for serve`", model=dep.model)
+            raise DeploymentRefused(f"no node can hold {dep.model} (needs about "
+                                    f"{dep.need_mib} MiB): {plan.why_not()}",
+                                    hint="see `gpuhive nodes rank --for serve`",
+                                    model=dep.model)
         self.deployments[dep.model] = dep
         stopped = await self._apply(dep, plan)
         return {"model": dep.model, "need_mib": dep.need_mib, "wanted": replicas,
@@ -159,16 +188,17 @@ class ServeManager:
                 "replicas": [r.view() for r in dep.replicas.values()]}
 
     def _plan(self, dep: Deployment, want: int) -> ScalePlan:
-        ranking = self.ops.rank(gpus=1, min_vram_mib=dep.need_mib, purpose="serve")
-        if len(ranking["ranked"]) < want:  # not enough GPUs fit: CPU nodes with enough RAM
-            ranking = self.ops.rank(gpus=0, min_vram_mib=dep.need_mib, purpose="serve")
-        health = dict(self.gateway.health) if self.gateway is not None else {}
+        # one GPU per replica when enough fit, else CPU nodes with enough RAM
+        ranking = self.ops.select_for_serving(dep.need_mib, want).ranking
         current = [ReplicaInfo(r.replica_id, r.node, r.state, self._reliability(r.node),
-                               getattr(health.get(r.replica_id), "in_flight", 0))
+                               self._health(r.replica_id).in_flight)
                    for r in dep.replicas.values()]
-        return plan_scale(dep.model, want, current, [r["name"] for r in ranking["ranked"]],
-                          [Unfit(e["name"], e["reasons"][0]["message"])
-                           for e in ranking["excluded"] if e["reasons"]])
+        return plan_scale(dep.model, want, current, [r.name for r in ranking.ranked],
+                          [Unfit(e.name, e.reasons[0].message)
+                           for e in ranking.excluded if e.reasons])
+
+    def _health(self, replica_id: str) -> ReplicaHealth:
+        return self.health.get(replica_id) or ReplicaHealth()
 
     async def _apply(self, dep: Deployment, plan: ScalePlan) -> list[str]:
         """Carry out ``plan``; returns the nodes whose replica was stopped."""
@@ -204,13 +234,12 @@ class ServeManager:
         return dep
 
     def list_replicas(self) -> list[dict[str, Any]]:
-        health = dict(self.gateway.health) if self.gateway is not None else {}
         out = []
         for dep in self.deployments.values():
             for r in dep.replicas.values():
-                h = health.get(r.replica_id)
-                rate = h.tokens_per_s if h is not None else None
-                out.append({**r.view(), "in_flight": h.in_flight if h is not None else 0,
+                h = self._health(r.replica_id)
+                rate = h.tokens_per_s
+                out.append({**r.view(), "in_flight": h.in_flight,
                             "tokens_per_s": round(rate, 1) if rate is not None else None})
         return out
 
@@ -256,54 +285,48 @@ class ServeManager:
     async def _run_replica(self, dep: Deployment, run: ReplicaRun) -> None:
         try:
             node = self.registry.get_node(run.node)
-            conn = await self.nodes.get(node)
-            home = (await conn.run('printf %s "${GPUHIVE_HOME:-$HOME/.gpuhive}"',
-                                   check=True)).stdout
-            remote = f"{str(home).strip()}/models/{dep.sha256}.gguf"
-            await conn.run(f"mkdir -p {shlex.quote(str(Path(remote).parent))}", check=True)
+            home = await self.nodes.output(node, 'printf %s "${GPUHIVE_HOME:-$HOME/.gpuhive}"')
+            remote = f"{home.strip()}/models/{dep.sha256}.gguf"
+            await self.nodes.output(node, f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
             async with self.nodes.files(node) as files:
                 pushed = await push_model(files, dep.path, remote, dep.sha256)
             log.info("%s: model on %s (%d bytes sent)", run.replica_id, run.node, pushed.sent)
             run.state = "starting"
-            await self._supervise(node, conn, dep, run, remote)
+            await self._supervise(node, dep, run, remote)
         except asyncio.CancelledError:
             run.state = "stopped"
             raise
-        except (GpuhiveError, OSError, asyncssh.Error) as exc:
+        except (GpuhiveError, OSError) as exc:
             run.state, run.error = "failed", getattr(exc, "message", None) or str(exc)
             log.warning("%s failed: %s", run.replica_id, run.error)
         finally:
-            if run.listener is not None:
-                run.listener.close()
-                run.listener = None
+            if run.forward is not None:
+                run.forward.close()
+                run.forward = None
             run.base_url = ""
 
-    async def _supervise(self, node: NodeRecord, conn: asyncssh.SSHClientConnection,
-                         dep: Deployment, run: ReplicaRun, remote: str) -> None:
+    async def _supervise(self, node: NodeRecord, dep: Deployment, run: ReplicaRun,
+                         remote: str) -> None:
         argv = ["--model", remote, "--sha256", dep.sha256, "--alias", dep.model,
                 "--ctx", str(dep.profile.ctx)]
         command = f"exec {NODE_PYTHON} -m gpuhive.serve.node.worker " + " ".join(
             shlex.quote(a) for a in argv)
-        async with conn.create_process(command, stdin=asyncssh.PIPE) as proc:
-            async for line in proc.stdout:
-                try:
-                    status = json.loads(line)
-                except ValueError:
+        async with self.nodes.process(node, command) as proc:
+            async for line in proc.lines():
+                status = parse_worker_line(line)
+                if status is None:
                     continue
-                run.restarts = int(status.get("restarts") or 0)
-                run.error = str(status.get("error") or "")
-                state = str(status.get("state"))
-                if state == "ready" and status.get("port"):
-                    if run.port != status["port"] or run.listener is None:
-                        if run.listener is not None:
-                            run.listener.close()
-                        run.port = int(status["port"])
-                        run.listener = await conn.forward_local_port(
-                            "127.0.0.1", 0, "127.0.0.1", run.port)
-                        run.base_url = f"http://127.0.0.1:{run.listener.get_port()}"
-                elif state != "ready":
+                run.restarts, run.error = status.restarts, status.error
+                if status.state == "ready" and status.port:
+                    if run.port != status.port or run.forward is None:
+                        if run.forward is not None:
+                            run.forward.close()
+                        run.port = status.port
+                        run.forward = await self.nodes.forward(node, run.port)
+                        run.base_url = f"http://127.0.0.1:{run.forward.local_port}"
+                elif status.state != "ready":
                     run.base_url = ""
-                run.state = state
+                run.state = status.state
             await proc.wait()
         if run.state != "stopped":
             raise NodeUnreachable(f"replica {run.replica_id} ended: {run.error or 'worker exited'}",

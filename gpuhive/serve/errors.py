@@ -13,6 +13,7 @@ for the controller, the agent and the CLI.
         ├── EngineUnavailable       no inference engine (llama-server, llama_cpp) is installed
         ├── WorkerFailed            the engine would not start or keeps dying
         ├── TransferError           pushing a model file to a node failed
+        ├── DeploymentRefused       `serve` cannot do what was asked (no node fits, other --ctx)
         └── ApiError                an OpenAI-style error answer of the gateway
             ├── InvalidRequest        400 (bad JSON, bad field, prompt over the context)
             ├── AuthError             401 (missing, unknown or revoked key)
@@ -64,6 +65,10 @@ class WorkerFailed(ServeError):
 
 class TransferError(ServeError):
     code = "transfer"
+
+
+class DeploymentRefused(ServeError):
+    code = "deployment_refused"
 
 
 class ApiError(ServeError):

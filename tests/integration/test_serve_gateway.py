@@ -28,7 +28,8 @@ import pytest
 from gpuhive.ports import free_port
 from gpuhive.serve.api import ModelProfile, Replica
 from gpuhive.serve.gateway.apikeys import ApiKeyStore
-from gpuhive.serve.gateway.app import Gateway, GatewayConfig, GatewayServer
+from gpuhive.serve.gateway.app import Gateway, GatewayServer
+from gpuhive.serve.gateway.pool import GatewayConfig, ReplicaPool
 from gpuhive.serve.models.gguf_fit import read_gguf_info
 from gpuhive.serve.models.hashing import sha256_file
 from gpuhive.serve.models.tinymodel import write_tiny_model
@@ -94,7 +95,7 @@ class ServeStack:
         self.source.pools = [self.pool, self.embed]
         self.keys = ApiKeyStore(self.root / "keys.db")
         self.exit.callback(self.keys.close)
-        self.gw = Gateway(self.source, keys=self.keys, config=CONFIG)
+        self.gw = Gateway(ReplicaPool(self.source, config=CONFIG), keys=self.keys)
         self.server = GatewayServer(self.gw, port=0)
         await self.server.start()
         self.exit.push_async_callback(self.server.stop)

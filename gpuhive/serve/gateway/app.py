@@ -9,8 +9,12 @@ limit → replicas (``routing``) → relay (``relay``: failover, streaming). Eve
 an OpenAI-style error object with the right status; nothing a client sends takes the
 gateway down.
 
-The gateway knows replicas only through the injected ``ReplicaSource``; its own passive
-view of each (in flight, latency, failures) lives in ``Gateway.health``.
+The gateway knows replicas only through its ``pool.ReplicaPool`` (the controller's
+``ReplicaSource``, the passive view of each replica, the HTTP client), which it shares with
+the relay; what is the gateway's own is keys, per-key limits and the HTTP app.
+
+    pool = ReplicaPool(source, config=GatewayConfig(...))
+    server = GatewayServer(Gateway(pool, keys=ApiKeyStore(path)), port=8088)
 """
 
 from __future__ import annotations
@@ -19,9 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -30,7 +32,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gpuhive.serve.api import Replica, ReplicaSource
 from gpuhive.serve.errors import (
     ApiError,
     BodyTooLarge,
@@ -38,18 +39,19 @@ from gpuhive.serve.errors import (
     ModelNotFound,
     RateLimited,
 )
-from gpuhive.serve.gateway import routing
 from gpuhive.serve.gateway.apikeys import ApiKey, ApiKeyStore
 from gpuhive.serve.gateway.metrics import GatewayMetrics
+from gpuhive.serve.gateway.pool import ReplicaPool
 from gpuhive.serve.gateway.ratelimit import RateState, admit, charge_tokens
 from gpuhive.serve.gateway.relay import Call, StreamRelay, complete
+from gpuhive.serve.gateway.routing import ReplicaHealth
 from gpuhive.serve.gateway.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
     parse_body,
 )
-from gpuhive.serve.gateway.upstream import Upstream, dumps
+from gpuhive.serve.gateway.upstream import dumps
 
 log = logging.getLogger(__name__)
 
@@ -62,66 +64,26 @@ OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    max_body_bytes: int = 1 << 20
-    # The longest silence of a stream between two events; also the period of the liveness
-    # probes while waiting for a first event or a whole answer (see upstream.watched): a
-    # dead or stalled replica is dropped after about this long, whatever the limits below.
-    token_gap_timeout_s: float = 15.0
-    first_token_timeout_s: float = 300.0  # request sent → first event, busy but alive
-    request_timeout_s: float = 900.0  # a whole non-streaming answer, busy but alive
-    connect_timeout_s: float = 5.0
-    max_attempts: int = 3  # replicas tried per request (failovers + 1)
-    cooldown_base_s: float = 1.0
-    cooldown_cap_s: float = 30.0
-
-
 class Gateway:
-    def __init__(self, source: ReplicaSource, *, keys: ApiKeyStore | None,
-                 config: GatewayConfig = GatewayConfig(), metrics: GatewayMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool: ReplicaPool, *, keys: ApiKeyStore | None) -> None:
         """``keys=None`` turns authentication off (a gateway on loopback for one user)."""
-        self.source = source
+        self.pool = pool
         self.keys = keys
-        self.cfg = config
-        self.metrics = metrics or GatewayMetrics()
-        self.clock = clock
-        self.health: dict[str, routing.ReplicaHealth] = {}
+        self.cfg = pool.cfg
+        self.clock = pool.clock
         self.rates: dict[str, RateState] = {}
-        self.upstream = Upstream(connect_timeout_s=config.connect_timeout_s)
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self.pool.metrics
+
+    @property
+    def health(self) -> dict[str, ReplicaHealth]:
+        """The pool's passive view of each replica, by replica id."""
+        return self.pool.health
 
     async def aclose(self) -> None:
-        await self.upstream.aclose()
-
-    # ---- replica bookkeeping (the relay calls these) ----------------------------------
-
-    def candidates(self, model: str, tried: set[str]) -> list[Replica]:
-        ranked = routing.rank_replicas(self.source.replicas(), model, self.health, self.clock())
-        return routing.failover_order(ranked, tried)
-
-    def _h(self, r: Replica) -> routing.ReplicaHealth:
-        return self.health.get(r.replica_id, routing.IDLE)
-
-    def begin(self, r: Replica) -> None:
-        self.health[r.replica_id] = routing.started(self._h(r))
-        self.metrics.in_flight += 1
-
-    def end(self, r: Replica) -> None:
-        self.health[r.replica_id] = routing.finished(self._h(r))
-        self.metrics.in_flight -= 1
-
-    def succeeded(self, r: Replica, seconds: float) -> None:
-        self.health[r.replica_id] = routing.succeeded(self._h(r), seconds * 1000.0)
-
-    def generated(self, r: Replica, tokens: int, seconds: float) -> None:
-        self.health[r.replica_id] = routing.generated(self._h(r), tokens, seconds)
-
-    def failed(self, r: Replica, *, cool: bool = True) -> None:
-        if cool:
-            self.health[r.replica_id] = routing.failed(
-                self._h(r), self.clock(), base_s=self.cfg.cooldown_base_s,
-                cap_s=self.cfg.cooldown_cap_s)
+        await self.pool.aclose()
 
     # ---- keys and limits ----------------------------------------------------------------
 
@@ -170,7 +132,7 @@ class Gateway:
                                      api_code="invalid_json",
                                      hint="send a JSON object") from None
             body = parse_body(schema, data)
-            profile = self.source.profile(body["model"])
+            profile = self.pool.profile(body["model"])
             if profile is None:
                 raise ModelNotFound(f"the model {body['model']!r} does not exist",
                                     api_code="model_not_found", param="model",
@@ -191,14 +153,15 @@ class Gateway:
                 raise InvalidRequest("the request contains invalid Unicode (lone surrogates)",
                                      api_code="invalid_unicode", hint="send UTF-8 text") \
                     from None
-            call = Call(route, path, model, body, raw_out, profile, key, t0)
+            call = Call(route, path, model, body, raw_out, profile, key, t0,
+                        charge=lambda tokens: self.charge(key, tokens))
             if body.get("stream") and route != "embeddings":
-                relay = StreamRelay(self, call)
+                relay = StreamRelay(self.pool, call)
                 await relay.open()
                 streaming, status = True, 200
                 return StreamingResponse(relay.body(), media_type="text/event-stream",
                                          headers=SSE_HEADERS)
-            content = await complete(self, call)
+            content = await complete(self.pool, call)
             status = 200
             self._account_usage(call)
             return Response(content, media_type="application/json")
@@ -215,14 +178,14 @@ class Gateway:
         self.charge(call.key, prompt + completion)
 
     def models(self, key: ApiKey | None) -> dict[str, Any]:
-        names = sorted({r.model for r in self.source.replicas()})
+        names = sorted({r.model for r in self.pool.ready()})
         return {"object": "list", "data": [
             {"id": n, "object": "model", "created": 0, "owned_by": "gpuhive"}
             for n in names if key is None or key.allows(n)]}
 
     def health_report(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
-        for r in self.source.replicas():
+        for r in self.pool.ready():
             counts[r.model] = counts.get(r.model, 0) + 1
         return {"status": "ok", "replicas": counts, "in_flight": self.metrics.in_flight}
 

@@ -8,15 +8,18 @@ engine refuses gets the engine's status as a JSON error. ``body()`` is then the 
 chunks of the first replica as they came; after a mid-stream failure, the continuation's
 chunks rewritten to the first stream's id (nothing repeated, nothing lost); or, where the
 stream cannot go on, an OpenAI-style error event; always ``data: [DONE]`` last.
+
+Both work with the ``pool.ReplicaPool`` only (candidates, each attempt's outcome, the HTTP
+client, limits, counters); the key's token bill goes back through ``Call.charge``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuhive.serve.api import ModelProfile, Replica
 from gpuhive.serve.errors import ApiError, NoReplica, UpstreamFailed
@@ -42,11 +45,9 @@ from gpuhive.serve.gateway.failover import (
     is_replica_fault,
     plan_next,
 )
+from gpuhive.serve.gateway.pool import ReplicaPool
 from gpuhive.serve.gateway.upstream import UpstreamAnswered, UpstreamBroken, UpstreamStream, dumps
 from gpuhive.serve.gateway.upstream_errors import from_upstream
-
-if TYPE_CHECKING:
-    from gpuhive.serve.gateway.app import Gateway
 
 COOL_STATUSES = (502, 503, 504)  # an answered 500 is an alive engine refusing this request
 
@@ -60,8 +61,10 @@ class Call:
     raw: bytes  # the body as forwarded
     profile: ModelProfile
     key: ApiKey | None
-    started: float  # gateway clock
+    started: float  # the pool's clock
     usage: tuple[int, int] | None = None  # (prompt, completion) the engine reported
+    # bills the key for a stream's tokens once it ended (the gateway's per-key limits)
+    charge: Callable[[int], None] = lambda tokens: None
 
     @property
     def chat(self) -> bool:
@@ -88,44 +91,44 @@ def answered(replica: Replica, exc: UpstreamAnswered) -> str:
             f"{from_upstream(exc.status, exc.content).message[:200]}")
 
 
-async def complete(gw: Gateway, call: Call) -> bytes:
+async def complete(pool: ReplicaPool, call: Call) -> bytes:
     """The replica's 200 body, after failing over as needed; else an ``ApiError``."""
     tried: set[str] = set()
     attempts, last = 0, ""
     while True:
-        step = plan_next(gw.candidates(call.model, tried), Progress(), attempts=attempts,
-                         max_attempts=gw.cfg.max_attempts, continuable=False, max_tokens=None)
+        step = plan_next(pool.candidates(call.model, tried), Progress(), attempts=attempts,
+                         max_attempts=pool.cfg.max_attempts, continuable=False, max_tokens=None)
         if not isinstance(step, TryFresh):
             raise give_up(call, step.reason if isinstance(step, GiveUp) else "", attempts, last)
         replica = step.replica
         if attempts:
-            gw.metrics.failover(call.model, "before_first_byte")
+            pool.metrics.failover(call.model, "before_first_byte")
         tried.add(replica.replica_id)
         attempts += 1
-        t0 = gw.clock()
-        gw.begin(replica)
+        t0 = pool.clock()
+        pool.begin(replica)
         try:
-            _, content = await gw.upstream.watched(
-                gw.upstream.post(replica, call.path, call.raw, gw.cfg.request_timeout_s),
-                replica, gw.cfg.token_gap_timeout_s)
+            _, content = await pool.upstream.watched(
+                pool.upstream.post(replica, call.path, call.raw, pool.cfg.request_timeout_s),
+                replica, pool.cfg.token_gap_timeout_s)
         except UpstreamAnswered as exc:
             if not is_replica_fault(exc.status):
-                gw.succeeded(replica, gw.clock() - t0)
+                pool.succeeded(replica, pool.clock() - t0)
                 raise from_upstream(exc.status, exc.content) from None
-            gw.failed(replica, cool=exc.status in COOL_STATUSES)
+            pool.failed(replica, cool=exc.status in COOL_STATUSES)
             last = answered(replica, exc)
             continue
         except UpstreamBroken as exc:
-            gw.failed(replica, cool=exc.cool)
+            pool.failed(replica, cool=exc.cool)
             last = f"{replica.replica_id}: {exc.why}"
             continue
         finally:
-            gw.end(replica)
-        seconds = gw.clock() - t0
-        gw.succeeded(replica, seconds)
+            pool.end(replica)
+        seconds = pool.clock() - t0
+        pool.succeeded(replica, seconds)
         call.usage = usage_of(content)
         if call.usage is not None:
-            gw.generated(replica, call.usage[1], seconds)
+            pool.generated(replica, call.usage[1], seconds)
         return content
 
 
@@ -139,8 +142,8 @@ def usage_of(content: bytes) -> tuple[int, int] | None:
 
 
 class StreamRelay:
-    def __init__(self, gw: Gateway, call: Call) -> None:
-        self.gw = gw
+    def __init__(self, pool: ReplicaPool, call: Call) -> None:
+        self.pool = pool
         self.call = call
         self.parts: list[str] = []  # content sent to the client
         self.tokens = 0
@@ -180,7 +183,7 @@ class StreamRelay:
                 raise give_up(self.call, step.reason, self.attempts, self.last)
             assert isinstance(step, TryFresh)
             if self.attempts:
-                self.gw.metrics.failover(self.call.model, "before_first_byte")
+                self.pool.metrics.failover(self.call.model, "before_first_byte")
             try:
                 await self._attempt(step)
                 return
@@ -201,15 +204,15 @@ class StreamRelay:
         probe = dict(body, stream=False, max_tokens=1)
         probe.pop("stream_options", None)
         try:
-            await self.gw.upstream.watched(
-                self.gw.upstream.post(replica, path, dumps(probe),
-                                      self.gw.cfg.first_token_timeout_s),
-                replica, self.gw.cfg.token_gap_timeout_s)
+            await self.pool.upstream.watched(
+                self.pool.upstream.post(replica, path, dumps(probe),
+                                      self.pool.cfg.first_token_timeout_s),
+                replica, self.pool.cfg.token_gap_timeout_s)
         except UpstreamAnswered as exc:
             if not is_replica_fault(exc.status):
                 return from_upstream(exc.status, exc.content)
         except UpstreamBroken:
-            self.gw.failed(replica, cool=True)  # it cannot answer at all
+            self.pool.failed(replica, cool=True)  # it cannot answer at all
         return None
 
     # ---- the response body ------------------------------------------------------------
@@ -222,7 +225,7 @@ class StreamRelay:
                         data, self.pending = self.pending, None
                         assert self.stream is not None
                         if data is None:
-                            data = await self.stream.next_data(self.gw.cfg.token_gap_timeout_s)
+                            data = await self.stream.next_data(self.pool.cfg.token_gap_timeout_s)
                         if data is None and not self.finished:
                             raise UpstreamBroken("the stream ended before it was complete")
                         if data is None or data == "[DONE]":
@@ -247,7 +250,7 @@ class StreamRelay:
 
     async def _recover(self) -> AsyncIterator[bytes]:
         """After a failure: open the next stream (sets ``self.stream``) or end this one."""
-        self.gw.metrics.failover(self.call.model,
+        self.pool.metrics.failover(self.call.model,
                                  "mid_stream" if self.tokens else "before_first_byte")
         self.native = False
         while True:
@@ -259,7 +262,7 @@ class StreamRelay:
                 yield DONE
                 return
             if isinstance(step, GiveUp):
-                self.gw.metrics.stream_errors[(self.call.model, "gave_up")] += 1
+                self.pool.metrics.stream_errors[(self.call.model, "gave_up")] += 1
                 yield error_event(f"{step.reason} (last error: {self.last})")
                 yield DONE
                 return
@@ -290,13 +293,13 @@ class StreamRelay:
 
     def _plan(self) -> Any:
         progress = Progress(tokens=self.tokens, started=self.meta is not None)
-        return plan_next(self.gw.candidates(self.call.model, self.tried), progress,
-                         attempts=self.attempts, max_attempts=self.gw.cfg.max_attempts,
+        return plan_next(self.pool.candidates(self.call.model, self.tried), progress,
+                         attempts=self.attempts, max_attempts=self.pool.cfg.max_attempts,
                          continuable=self.continuable, max_tokens=self.max_tokens)
 
     async def _attempt(self, step: TryFresh | TryContinue) -> None:
         """Open a stream on ``step.replica`` and read its first event into ``pending``."""
-        replica, call, gw = step.replica, self.call, self.gw
+        replica, call, pool = step.replica, self.call, self.pool
         if isinstance(step, TryContinue):
             cont = continuation_body(call.body, chat=call.chat, profile=call.profile,
                                      sent_text="".join(self.parts), max_tokens=step.max_tokens)
@@ -307,33 +310,33 @@ class StreamRelay:
             body, path = call.raw, call.path
         self.tried.add(replica.replica_id)
         self.attempts += 1
-        t0 = gw.clock()
-        gw.begin(replica)
+        t0 = pool.clock()
+        pool.begin(replica)
         self.replica = replica
         try:
-            stream = await gw.upstream.watched(
-                gw.upstream.open_stream(replica, path, body, gw.cfg.first_token_timeout_s),
-                replica, gw.cfg.token_gap_timeout_s)
+            stream = await pool.upstream.watched(
+                pool.upstream.open_stream(replica, path, body, pool.cfg.first_token_timeout_s),
+                replica, pool.cfg.token_gap_timeout_s)
         except UpstreamAnswered as exc:
             self.last = answered(replica, exc)
-            gw.end(replica)
+            pool.end(replica)
             if is_replica_fault(exc.status):
-                gw.failed(replica, cool=exc.status in COOL_STATUSES)
+                pool.failed(replica, cool=exc.status in COOL_STATUSES)
             else:
-                gw.succeeded(replica, gw.clock() - t0)
+                pool.succeeded(replica, pool.clock() - t0)
             self.replica = None
             raise
         except UpstreamBroken as exc:
             self.last = f"{replica.replica_id}: {exc.why}"
-            gw.end(replica)
-            gw.failed(replica, cool=exc.cool)
+            pool.end(replica)
+            pool.failed(replica, cool=exc.cool)
             self.replica = None
             raise
         self.stream = stream
         try:
-            first = await gw.upstream.watched(
-                stream.next_data(max(0.1, gw.cfg.first_token_timeout_s - (gw.clock() - t0))),
-                replica, gw.cfg.token_gap_timeout_s)
+            first = await pool.upstream.watched(
+                stream.next_data(max(0.1, pool.cfg.first_token_timeout_s - (pool.clock() - t0))),
+                replica, pool.cfg.token_gap_timeout_s)
             if first is None:
                 raise UpstreamBroken(EMPTY_STREAM, cool=False)
         except UpstreamBroken as exc:
@@ -343,7 +346,7 @@ class StreamRelay:
             self.last = f"{replica.replica_id}: {exc.why}"
             await self._drop(failed=True, cool=err.cool)
             raise err from None
-        gw.succeeded(replica, gw.clock() - t0)
+        pool.succeeded(replica, pool.clock() - t0)
         self.pending = first
 
     async def _drop(self, *, failed: bool, cool: bool = True) -> None:
@@ -354,10 +357,10 @@ class StreamRelay:
             await stream.aclose()
         if replica is not None:
             if share is not None:  # the tokens after its first, over the time they took
-                self.gw.generated(replica, share[1] - 1, self.gw.clock() - share[0])
-            self.gw.end(replica)
+                self.pool.generated(replica, share[1] - 1, self.pool.clock() - share[0])
+            self.pool.end(replica)
             if failed:
-                self.gw.failed(replica, cool=cool)
+                self.pool.failed(replica, cool=cool)
 
     # ---- chunks -----------------------------------------------------------------------
 
@@ -398,12 +401,12 @@ class StreamRelay:
                                 fallback_id=f"gh-{id(self):x}", now=int(time.time()))
         if d.text:
             if self.first_token_at is None:
-                self.first_token_at = self.gw.clock()
-                self.gw.metrics.first_token(self.call.model,
+                self.first_token_at = self.pool.clock()
+                self.pool.metrics.first_token(self.call.model,
                                             self.first_token_at - self.call.started)
             self.parts.append(d.text)
             self.tokens += 1
-            at, n = self.on_replica or (self.gw.clock(), 0)
+            at, n = self.on_replica or (self.pool.clock(), 0)
             self.on_replica = (at, n + 1)
         if d.finish_reason:
             self.finished = True
@@ -414,13 +417,13 @@ class StreamRelay:
         return sse_json(build_chunk(self.meta, d.text, d.finish_reason))
 
     def _account(self) -> None:
-        gw, call = self.gw, self.call
-        gw.metrics.request_done(call.model, call.route, 200, gw.clock() - call.started)
+        pool, call = self.pool, self.call
+        pool.metrics.request_done(call.model, call.route, 200, pool.clock() - call.started)
         if not self.ended_ok:
-            gw.metrics.stream_errors[(call.model, "incomplete")] += 1
+            pool.metrics.stream_errors[(call.model, "incomplete")] += 1
         prompt = call.prompt_tokens_estimate()
-        gw.metrics.add_tokens(call.model, prompt, self.tokens)
-        gw.charge(call.key, prompt + self.tokens)
+        pool.metrics.add_tokens(call.model, prompt, self.tokens)
+        call.charge(prompt + self.tokens)
 
 
 EMPTY_STREAM = "the stream ended before its first event"
