@@ -13,6 +13,10 @@ Failure contract, the same for both: connection trouble is ``NodeUnreachable`` (
 ``GpuhiveError`` naming the node), never a library exception. ``run`` reports it in its
 result instead (``exit_status`` None) because fan-out callers want every node's outcome;
 ``output`` raises it, with the command's stderr tail, also for a non-zero exit.
+
+The other direction, an agent's own link to the hive endpoint, reaches the controller as an
+``AgentLink`` handle and a ``Send`` callable (``transport.hive_server``): the hive keeps them
+in its tables without knowing what carries them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ from gpuhive.core.model import NodeRecord
 
 LineSink = Callable[[str, str, str], None]  # (node name, stream "out"/"err", line)
 SendProgress = Callable[[int], None]  # bytes of stdin sent so far
+Send = Callable[..., None]  # send(type_, **fields): one message down one agent's link
+
+
+class AgentLink(Protocol):
+    """One connection an agent opened to the hive endpoint, as the controller holds it: an
+    opaque handle (compared by identity) the controller can only close. Closing it drops
+    the agent's reverse forward too."""
+
+    def close(self) -> None: ...
 
 
 @dataclass

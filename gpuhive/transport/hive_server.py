@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import asyncssh
@@ -26,12 +25,14 @@ from gpuhive.core import messages
 from gpuhive.core.messages import LineBuffer, Message
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import GpuhiveError, ProtocolError
+from gpuhive.transport.api import AgentLink, Send
 from gpuhive.transport.keys import CIPHERS, public_text
 
 log = logging.getLogger(__name__)
 
 ENROLL_USER = "enroll"
-Send = Callable[..., None]  # send(type_, **fields): one message to one agent
+__all__ = ["ENROLL_USER", "AgentLink", "HiveEndpoint", "HiveHandler", "Send",
+           "start_hive_server"]
 
 
 class HiveHandler(Protocol):
@@ -44,16 +45,17 @@ class HiveHandler(Protocol):
 
     async def enroll(self, credential: str, request: Message, peer: str) -> dict[str, Any]: ...
 
-    def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
-                    peer: str, send: Send) -> dict[str, Any]:
-        """The welcome for a node's agent; ``send`` pushes later messages down its link."""
+    def link_opened(self, node: NodeRecord, link: AgentLink, peer: str,
+                    send: Send) -> dict[str, Any]:
+        """The welcome for a node's agent; ``send`` pushes later messages down ``link``
+        (an asyncssh server connection here, any closable handle in tests)."""
 
     def heartbeat(self, node: NodeRecord, msg: Message) -> None: ...
 
     def goodbye(self, node: NodeRecord, msg: Message) -> None:
         """The agent is stopping cleanly (its friend stopped it): not a failure."""
 
-    def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None: ...
+    def link_closed(self, node: NodeRecord, link: AgentLink) -> None: ...
 
 
 class _HiveConnection(asyncssh.SSHServer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -50,3 +51,16 @@ def import_public(text: str) -> asyncssh.SSHKey:
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
     return key.get_fingerprint("sha256")
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    """What the controller tells others about one of its keys: never the key object, so
+    code outside transport/ holds no asyncssh types (and a test can make one from text)."""
+
+    public_text: str  # "ssh-ed25519 AAAA…", as stored and compared
+    fingerprint: str  # "SHA256:…", as join tokens pin it and `gpuhive status` shows it
+
+
+def describe(key: asyncssh.SSHKey) -> PublicKeyInfo:
+    return PublicKeyInfo(public_text(key), fingerprint(key))

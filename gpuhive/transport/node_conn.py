@@ -13,49 +13,19 @@ import asyncio
 import contextlib
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncssh
 
 from gpuhive.core.model import NodeKind, NodeRecord
 from gpuhive.errors import NodeUnreachable
+from gpuhive.transport.address import SshAddress, parse_address
 from gpuhive.transport.api import ExecResult, HostInfo, LineSink, SendProgress
 from gpuhive.transport.keys import CIPHERS, fingerprint, import_public, public_text
 from gpuhive.transport.sftp_files import SftpFiles
 from gpuhive.transport.ssh_login import login_failure
 
 AGENT_USER = "gpuhive"
-
-
-@dataclass(frozen=True)
-class SshAddress:
-    user: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
-
-
-def parse_address(text: str, default_user: str = "root") -> SshAddress:
-    """``user@host[:port]`` / ``host`` / ``user@[v6]:port`` → SshAddress."""
-    user, _, rest = text.rpartition("@")
-    user = user or default_user
-    host, port = rest, 22
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":"):
-            port = int(tail[1:])
-    elif rest.count(":") == 1:
-        host, port_s = rest.split(":")
-        if not port_s.isdigit():
-            raise ValueError(f"bad port in {text!r}")
-        port = int(port_s)
-    if not host or not 0 < port < 65536:
-        raise ValueError(f"not a user@host[:port] address: {text!r}")
-    return SshAddress(user, host, port)
-
 
 __all__ = ["ExecResult", "LineSink", "NodeConnections", "SshAddress", "parse_address"]
 
