@@ -16,7 +16,11 @@ in ``node.calls`` (command, stdin, whether it was cancelled), which is how a tes
 what the controller did. Failures a real node has are one call each: ``unreachable``
 (sessions cannot open), ``Script.drop`` (the session breaks mid-stream), ``slow`` (every
 call waits first), ``cut_writes_after`` / ``corrupt_write_at`` (file pushes),
-``Script.hang`` (a command that never ends until the controller cancels it).
+``Script.hang`` (a command that never ends until the controller cancels it),
+``LinkFacts(drop_at="upload")`` (a link measurement whose session breaks). Link
+measurements are kept in ``node.measured`` ((kind, argument) pairs), first contacts with an
+sshd in ``FakeNodes.inspected``; a ``FakeHost`` fails its first contact with any
+``transport.ssh_login.LoginProblem``, worded exactly as a real one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from gpuhive.core.model import NodeRecord
 from gpuhive.errors import NodeUnreachable, RemoteFileError
 from gpuhive.transport.api import ExecResult, HostInfo, LineSink, SendProgress
+from gpuhive.transport.ssh_login import LoginProblem, login_error
 
 
 @dataclass
@@ -92,9 +97,12 @@ Handler = str | Script | Callable[[Call], str | Script]
 
 @dataclass(frozen=True)
 class LinkFacts:
+    """What measuring a fake node's link finds."""
+
     rtt_ms: float = 20.0
     down_mbps: float = 100.0
     up_mbps: float = 20.0
+    drop_at: str = ""  # "rtt", "download" or "upload": that measurement's session breaks
 
 
 class _Dropped(Exception):
@@ -110,6 +118,7 @@ class FakeNode:
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = set()
         self.link = LinkFacts()
+        self.measured: list[tuple[str, int]] = []  # ("rtt", samples) / ("download", bytes) …
         self.ports: dict[int, int] = {}  # node port → controller-local port that plays it
         self.closed = 0  # how often the controller closed this node's session
         self._handlers: list[tuple[re.Pattern[str], Handler]] = []
@@ -209,7 +218,8 @@ async def _play(script: Script, emit: Callable[[str, str], None]) -> int:
         elif kind == "hang":
             await asyncio.Event().wait()
         elif kind == "exit":
-            return int(arg)  # type: ignore[call-overload]
+            assert isinstance(arg, int)
+            return arg
     return 0
 
 
@@ -302,13 +312,21 @@ class FakeFiles:
 
 @dataclass
 class FakeHost:
-    """A machine with its own sshd, for ``nodes add``: what first contact finds."""
+    """A machine with its own sshd, for ``nodes add``: what first contact finds.
+
+    ``refuse`` makes first contact fail: a ``LoginProblem`` value ("refused": port closed,
+    "denied": key not authorized, "timeout", "unresolved", …), or the older spellings
+    "connection" (= refused) and "login" (= denied)."""
 
     host_key: str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyForTestsOnly0000000000000"
     fingerprint: str = "SHA256:fakehostkey"
     probe_output: str = ""
     probe_exit: int = 0
-    refuse: str = ""  # "connection" (port closed) or "login" (key not authorized)
+    refuse: str = ""
+    probe_error: str = ""  # the probe's stderr
+
+
+_REFUSALS = {"connection": LoginProblem.REFUSED, "login": LoginProblem.DENIED}
 
 
 class FakeNodes:
@@ -317,6 +335,8 @@ class FakeNodes:
     def __init__(self) -> None:
         self.nodes: dict[str, FakeNode] = {}
         self.hosts: dict[tuple[str, int], FakeHost] = {}
+        self.inspected: list[tuple[str, str, int, str]] = []  # (user, host, port, probe)
+        self.connect_timeout = 10.0  # what a "timeout" refusal says it waited
         self._ids: dict[str, str] = {}  # node id → name, learnt from the records used
 
     def add(self, name: str) -> FakeNode:
@@ -400,34 +420,39 @@ class FakeNodes:
                                   "listens there", node=node.name)
         return FakeForward(fake.ports[port])
 
-    async def _link(self, node: NodeRecord) -> LinkFacts:
+    async def _link(self, node: NodeRecord, kind: str, arg: int) -> LinkFacts:
         fake = self._node(node)
         await fake._enter()
+        fake.measured.append((kind, arg))
+        if fake.link.drop_at == kind:  # node_conn's wording for a session that broke
+            await self.close(node.id)
+            raise NodeUnreachable(f"measuring the link to {node.name} failed: connection "
+                                  "lost", node=node.name)
         return fake.link
 
     async def measure_rtt(self, node: NodeRecord, samples: int = 5) -> float:
-        return (await self._link(node)).rtt_ms
+        return (await self._link(node, "rtt", samples)).rtt_ms
 
     async def measure_download(self, node: NodeRecord, nbytes: int) -> float:
-        return (await self._link(node)).down_mbps
+        return (await self._link(node, "download", nbytes)).down_mbps
 
     async def measure_upload(self, node: NodeRecord, nbytes: int) -> float:
-        return (await self._link(node)).up_mbps
+        return (await self._link(node, "upload", nbytes)).up_mbps
 
     async def inspect_host(self, user: str, host: str, port: int,
                            probe_command: str) -> HostInfo:
+        self.inspected.append((user, host, port, probe_command))
         found = self.hosts.get((host, port))
-        if found is None or found.refuse == "connection":
-            raise NodeUnreachable(f"cannot connect to {host}:{port}: connection refused",
-                                  hint=f"is sshd running on {host} and listening on port "
-                                       f"{port}?", address=f"{user}@{host}:{port}")
-        if found.refuse == "login":
-            raise NodeUnreachable(f"{user}@{host}:{port} refused the controller's key",
-                                  hint="add the controller's public key (`gpuhive init "
-                                       f"--show-key`) to ~{user}/.ssh/authorized_keys there",
-                                  address=f"{user}@{host}:{port}")
+        refuse = "refused" if found is None else found.refuse
+        if refuse:  # no such host: its port is closed
+            problem = _REFUSALS.get(refuse) or LoginProblem(refuse)
+            detail = {LoginProblem.UNRESOLVED: "Name or service not known",
+                      LoginProblem.NOT_SSH: "Invalid SSH version",
+                      LoginProblem.NETWORK: "No route to host"}.get(problem, "")
+            raise login_error(problem, user, host, port, self.connect_timeout, detail=detail)
+        assert found is not None
         return HostInfo(found.host_key, found.fingerprint, found.probe_exit,
-                        found.probe_output, "")
+                        found.probe_output, found.probe_error)
 
     async def close(self, node_id: str) -> None:
         name = self._ids.get(node_id)
