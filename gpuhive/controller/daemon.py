@@ -28,7 +28,6 @@ from gpuhive.controller.web.app import create_app
 from gpuhive.controller.web.metrics import HiveCollector, Metrics
 from gpuhive.controller.web.server import HttpServer, start_http
 from gpuhive.controller.web.work_metrics import GatewayCollector, JobsCollector
-from gpuhive.core.model import NodeStatus
 from gpuhive.errors import GpuhiveError, StateError
 from gpuhive.serve.gateway.apikeys import ApiKeyStore
 from gpuhive.serve.gateway.app import Gateway
@@ -55,20 +54,19 @@ class Controller:
         self.client_key = keys.load_key(home.client_key)
         self.hive = Hive(self.registry, settings, keys.public_text(self.client_key), clock)
         self.nodes = NodeConnections(self.client_key, connect_timeout=settings.connect_timeout)
-        self.service = HiveService(self.registry, self.hive, self.nodes, settings,
-                                   self.host_key, self.client_key, clock)
         self.ops = NodeOps(self.registry, self.nodes, settings, clock)
         self.overlay = OverlayOps(self.registry, self.nodes, None)
         self.tracker = Tracker(self.registry, self.hive, settings)
         self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
-        self.service.jobs = self.jobs
         replica_health: dict[str, ReplicaHealth] = {}  # the gateway writes, `serve ls` reads
         self.serving = ServeManager(self.registry, self.nodes, self.ops, settings, home.root,
                                     clock, health=replica_health)
         self.apikeys = ApiKeyStore(home.root / "apikeys.db")
         self.pool = ReplicaPool(self.serving, health=replica_health)
         self.gateway = Gateway(self.pool, keys=self.apikeys)
-        self.service.serving = self.serving
+        self.service = HiveService(self.registry, self.hive, self.nodes, settings,
+                                   keys.describe(self.host_key), clock, jobs=self.jobs,
+                                   serving=self.serving)
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
@@ -138,11 +136,7 @@ class Controller:
                 log.error("tracker: %s", exc)
 
     async def _poll_ssh(self, now: float) -> None:
-        for node_id, ok in await self.service.poll_ssh_nodes():
-            node = self.registry.get_node(node_id, include_removed=True)
-            new = NodeStatus.ONLINE if ok else NodeStatus.OFFLINE
-            if node.status != new and node.removed_at is None:
-                self.registry.set_status(node_id, new, "" if ok else "ssh session failed", now)
+        await self.service.poll_ssh_nodes()  # it stores each ssh node's status
 
     def app(self) -> FastAPI:
         return create_app(self.service, self.metrics, admin_token=self.settings.admin_token,

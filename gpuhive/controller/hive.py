@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-import asyncssh
-
 from gpuhive.config import Settings
+from gpuhive.controller.overlay_hub import OverlayHub
 from gpuhive.controller.registry import Registry
 from gpuhive.core import tokens
 from gpuhive.core.endpoints import is_address, valid_endpoint
@@ -28,7 +27,7 @@ from gpuhive.errors import EnrollRefused, GpuhiveError
 from gpuhive.overlay.direct import to_wire
 from gpuhive.overlay.keys import is_valid_key
 from gpuhive.transport import keys
-from gpuhive.transport.hive_server import Send
+from gpuhive.transport.api import AgentLink, Send
 
 log = logging.getLogger(__name__)
 MAX_PATHS = 256  # peers a spoke may report paths for
@@ -46,13 +45,18 @@ class Beat:
 
 
 class Hive:
+    """The ``HiveHandler`` of the hive endpoint. ``hub`` is the overlay hub when the
+    overlay runs (the daemon sets it once the hub is up; None without --overlay)."""
+
     def __init__(self, registry: Registry, settings: Settings, client_key_public: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 hub: OverlayHub | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.client_key_public = client_key_public
         self.clock = clock
-        self.links: dict[str, set[asyncssh.SSHServerConnection]] = {}
+        self.hub = hub
+        self.links: dict[str, set[AgentLink]] = {}  # node id → its open links
         # After a controller restart every agent needs a moment to redial: judge nodes that
         # were not already offline from our own start, not from their last stored heartbeat.
         started = clock()
@@ -66,12 +70,11 @@ class Hive:
         self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
         self.spoke_status: dict[str, dict[str, Any]] = {}  # last stored overlay report
         self.heartbeats_received = 0
-        self.hub: Any = None  # the OverlayHub when `gpuhive up --overlay`
-        self.senders: dict[str, tuple[asyncssh.SSHServerConnection, Send]] = {}
+        self.senders: dict[str, tuple[AgentLink, Send]] = {}  # the newest link's sender
         self.sent_direct: dict[str, list[dict[str, Any]]] = {}  # what each agent last got
         self._background: set[asyncio.Future[Any]] = set()
 
-    def _later(self, coro: Any) -> None:
+    def _later(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -118,11 +121,11 @@ class Hive:
                 "controller_client_key": self.client_key_public,
                 "heartbeat_interval": self.settings.heartbeat_interval}
 
-    def link_opened(self, node: NodeRecord, conn: asyncssh.SSHServerConnection,
-                    peer: str, send: Send) -> dict[str, Any]:
+    def link_opened(self, node: NodeRecord, link: AgentLink, peer: str,
+                    send: Send) -> dict[str, Any]:
         now = self.clock()
-        self.links.setdefault(node.id, set()).add(conn)
-        self.senders[node.id] = (conn, send)
+        self.links.setdefault(node.id, set()).add(link)
+        self.senders[node.id] = (link, send)
         self.sent_direct.pop(node.id, None)  # a new link starts with no direct candidates
         self.stopped.pop(node.id, None)
         self.last_heard[node.id] = now
@@ -170,14 +173,15 @@ class Hive:
             Beat(now, node.agent_state or "available", None, None)
         log.info("node %s: agent stopped (%s)", node.name, str(msg["reason"])[:80])
 
-    def link_closed(self, node: NodeRecord, conn: asyncssh.SSHServerConnection) -> None:
-        conns = self.links.get(node.id)
-        if conns is None:
+    def link_closed(self, node: NodeRecord, link: AgentLink) -> None:
+        links = self.links.get(node.id)
+        if links is None:
             return
-        conns.discard(conn)
-        if self.senders.get(node.id, (None,))[0] is conn:
+        links.discard(link)
+        sender = self.senders.get(node.id)
+        if sender is not None and sender[0] is link:
             del self.senders[node.id]
-        if not conns:
+        if not links:
             del self.links[node.id]
             with contextlib.suppress(GpuhiveError):
                 self.registry.set_connection(node.id, connected_since=None, public_addr="",
@@ -229,16 +233,16 @@ class Hive:
 
     def disconnect(self, node_id: str) -> int:
         """Close every connection of a node (its forward goes with it)."""
-        conns = self.links.pop(node_id, set())
+        links = self.links.pop(node_id, set())
         self.senders.pop(node_id, None)
         self.sent_direct.pop(node_id, None)
-        for conn in conns:
-            conn.close()
+        for link in links:
+            link.close()
         self.last_heard.pop(node_id, None)
         self.pending.pop(node_id, None)
         self.stopped.pop(node_id, None)
         self.spoke_status.pop(node_id, None)
-        return len(conns)
+        return len(links)
 
     def connected(self, node_id: str) -> bool:
         return bool(self.links.get(node_id))

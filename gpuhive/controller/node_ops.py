@@ -3,7 +3,7 @@
 ``rank`` and the ``select_for_*`` methods are pure calls (``core/selection``) over what
 the registry holds; the scheduler (``jobs``, ``serving``) and `gpuhive nodes rank` go
 through them, so they agree. ``probe`` and ``bench`` run small commands on the nodes over
-their existing sessions and store the results.
+their existing sessions (``transport.api.NodeSessions``) and store the results.
 """
 
 from __future__ import annotations
@@ -30,16 +30,15 @@ from gpuhive.core.selection import (
 )
 from gpuhive.core.spoke_state import Spoke
 from gpuhive.data import load_driver_blacklist, load_gpu_throughput
-from gpuhive.errors import ConfigError, GpuhiveError
+from gpuhive.errors import ConfigError, GpuhiveError, ProtocolError
 from gpuhive.train.spec import BACKENDS, parse_nodes
-from gpuhive.transport import node_conn
-from gpuhive.transport.node_conn import NodeConnections
+from gpuhive.transport.api import NodeSessions
 
 PRECISIONS = ("fp16", "bf16", "fp32")
 
 
 class NodeOps:
-    def __init__(self, registry: Registry, nodes: NodeConnections, settings: Settings,
+    def __init__(self, registry: Registry, nodes: NodeSessions, settings: Settings,
                  clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self.nodes = nodes
@@ -110,8 +109,8 @@ class NodeOps:
                         node, f"{NODE_PYTHON} -m gpuhive agent probe --json"))
                     hw, software = Hardware.from_dict(data["hardware"]), data["software"]
                 else:
-                    hw, software = remote_probe.parse_probe(
-                        await self.nodes.output(node, remote_probe.PROBE_COMMAND)), {}
+                    hw, software = _ssh_probe(node, await self.nodes.output(
+                        node, remote_probe.PROBE_COMMAND)), {}
             except (GpuhiveError, ValueError, KeyError, TypeError) as exc:
                 return {"node": node.name, "ok": False, "error": str(exc)}
             self.registry.save_heartbeats([(node.id, node.last_heartbeat or self.clock(),
@@ -133,11 +132,10 @@ class NodeOps:
 
     async def _bench_one(self, node: NodeRecord, gpu: bool) -> dict[str, Any]:
         try:
-            conn = await self.nodes.get(node)
-            rtt = await node_conn.measure_rtt(conn)
-            quick = await node_conn.measure_download(conn, linkplan.PROBE_BYTES)
-            down = await node_conn.measure_download(conn, linkplan.transfer_size(quick))
-            up = await node_conn.measure_upload(conn, linkplan.transfer_size(down))
+            rtt = await self.nodes.measure_rtt(node)
+            quick = await self.nodes.measure_download(node, linkplan.PROBE_BYTES)
+            down = await self.nodes.measure_download(node, linkplan.transfer_size(quick))
+            up = await self.nodes.measure_upload(node, linkplan.transfer_size(down))
             link: dict[str, Any] = {"rtt_ms": round(rtt, 2), "down_mbps": round(down, 1),
                                     "up_mbps": round(up, 1), "measured_at": self.clock()}
             skipped = gpu_bench_skipped(node, gpu)
@@ -147,15 +145,25 @@ class NodeOps:
             else:
                 link["gpu"] = json.loads(await self.nodes.output(
                     node, f"{NODE_PYTHON} -m gpuhive.probe.gpubench"))
-        except (GpuhiveError, OSError, ValueError) as exc:
+        except (GpuhiveError, ValueError) as exc:  # NodeSessions: a drop is NodeUnreachable
             return {"node": node.name, "ok": False, "error": str(exc)}
-        except Exception as exc:  # asyncssh errors mid-transfer: the node is the problem
-            return {"node": node.name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
         self.registry.set_facts(node.id, link=link)
         if skipped:  # the stored figure is not this run's
             return {"node": node.name, "ok": True, "gpu_skipped": skipped,
                     **{k: v for k, v in link.items() if k != "gpu"}}
         return {"node": node.name, "ok": True, **link}
+
+
+def _ssh_probe(node: NodeRecord, text: str) -> Hardware:
+    """The hardware an ssh node's probe printed; refused when it printed none of it (a
+    shell that prints a banner only must not wipe what the registry knows)."""
+    hw = remote_probe.parse_probe(text)
+    if not hw.hostname and not hw.cpu.cores and not hw.memory_total_mib:
+        raise ProtocolError(f"the probe on {node.name} printed no hardware facts: "
+                            f"{text[:80]!r}", hint="run `gpuhive nodes exec "
+                            f"{node.name} -- uname -a` to see what its shell prints",
+                            node=node.name)
+    return hw
 
 
 def _gpus(gpus: int | str | None) -> int | None:

@@ -1,7 +1,9 @@
 """What the owner can ask of the controller: the operations behind the admin API.
 
 Each method returns plain JSON-able data and raises ``GpuhiveError`` for expected failures;
-the admin server relays both to the CLI unchanged.
+the admin server relays both to the CLI unchanged. Nodes are reached through
+``transport.api.NodeSessions`` only (``gpuhive.testing.FakeNodes`` in tests); the parts it
+tells about node changes (jobs, serving, the overlay hub) are the small protocols below.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
-
-import asyncssh
+from typing import Any, Protocol
 
 from gpuhive import __version__
 from gpuhive.config import Settings
@@ -24,26 +24,52 @@ from gpuhive.core import reliability as rel
 from gpuhive.core.model import NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.spoke_state import Spoke
 from gpuhive.errors import ConfigError, GpuhiveError, NodeNotFound, NodeUnreachable
-from gpuhive.transport import keys
-from gpuhive.transport.node_conn import ExecResult, LineSink, NodeConnections, parse_address
+from gpuhive.transport.address import parse_address
+from gpuhive.transport.api import ExecResult, LineSink, NodeSessions
+from gpuhive.transport.keys import PublicKeyInfo
+
+SSH_POLL_FAILED = "ssh session failed"  # an ssh node's offline reason
+
+
+class JobsView(Protocol):
+    """What the service reads of the job supervisor (``controller.jobs``)."""
+
+    def list_jobs(self) -> list[dict[str, Any]]: ...
+
+
+class ServingView(Protocol):
+    """What the service reads of, and tells, the serve manager (``controller.serving``)."""
+
+    def list_replicas(self) -> list[dict[str, Any]]: ...
+
+    async def node_gone(self, node: str) -> None: ...
+
+
+class PeerSync(Protocol):
+    """The overlay hub (``controller.overlay_hub``): its peers follow the registry."""
+
+    async def sync(self) -> object: ...
 
 
 class HiveService:
-    def __init__(self, registry: Registry, hive: Hive, nodes: NodeConnections,
-                 settings: Settings, host_key: asyncssh.SSHKey, client_key: asyncssh.SSHKey,
-                 clock: Callable[[], float] = time.time) -> None:
+    """``host_key`` is the hive endpoint's key: join tokens pin its fingerprint. ``hub`` is
+    None without the overlay (the daemon sets it once the hub is up)."""
+
+    def __init__(self, registry: Registry, hive: Hive, nodes: NodeSessions,
+                 settings: Settings, host_key: PublicKeyInfo,
+                 clock: Callable[[], float] = time.time, *, jobs: JobsView | None = None,
+                 serving: ServingView | None = None, hub: PeerSync | None = None) -> None:
         self.registry = registry
         self.hive = hive
         self.nodes = nodes
         self.settings = settings
         self.host_key = host_key
-        self.client_key = client_key
         self.clock = clock
         self.started_at = clock()
         self.http_address = ""  # set by the daemon once the HTTP server listens
-        self.jobs: Any = None  # the daemon's JobSupervisor
-        self.hub: Any = None  # the OverlayHub when the overlay runs
-        self.serving: Any = None  # the ServeManager
+        self.jobs = jobs
+        self.serving = serving
+        self.hub = hub
 
     # ---- status -----------------------------------------------------------------------
 
@@ -54,8 +80,9 @@ class HiveService:
             counts[n.status.value] = counts.get(n.status.value, 0) + 1
         return {"version": __version__, "pid": os.getpid(), "started_at": self.started_at,
                 "endpoint": self.endpoint(), "listen": f"{self.settings.listen_host}:"
-                f"{self.settings.listen_port}", "host_key_fingerprint": keys.fingerprint(
-                    self.host_key), "nodes": counts, "connected": len(self.hive.links),
+                f"{self.settings.listen_port}",
+                "host_key_fingerprint": self.host_key.fingerprint, "nodes": counts,
+                "connected": len(self.hive.links),
                 "heartbeats_received": self.hive.heartbeats_received,
                 "http": self.http_address}
 
@@ -86,7 +113,7 @@ class HiveService:
         rec, secret = self.registry.create_token(name, ttl_s, uses, self.clock())
         host, port = tokens.split_endpoint(self.endpoint())
         token = tokens.JoinToken(rec.token_id, secret, host, port,
-                                 keys.fingerprint(self.host_key)).encode()
+                                 self.host_key.fingerprint).encode()
         name_flag = f" --name {name}" if name else ""
         return {**_token_view(rec, self.clock()), "token": token,
                 "command": f"gpuhive enroll {token}{name_flag}"}
@@ -168,7 +195,9 @@ class HiveService:
         return {**self._view(node), "host_key_fingerprint": host.fingerprint}
 
     async def poll_ssh_nodes(self) -> list[tuple[str, bool]]:
-        """An ssh node's liveness is whether a trivial command still runs there."""
+        """An ssh node's liveness is whether a trivial command still runs there (within
+        ``connect_timeout``): online if it does, offline with reason ``ssh session failed``
+        if not. Returns (node id, ok) per ssh node."""
         nodes = self.registry.list_by_kind(NodeKind.SSH)
 
         async def one(n: NodeRecord) -> tuple[str, bool]:
@@ -179,7 +208,15 @@ class HiveService:
                 return n.id, False
             return n.id, res.exit_status == 0
 
-        return list(await asyncio.gather(*(one(n) for n in nodes)))
+        results = list(await asyncio.gather(*(one(n) for n in nodes)))
+        now = self.clock()
+        for node_id, ok in results:
+            # read again: the node may have been removed while the poll ran
+            node = self.registry.get_node(node_id, include_removed=True)
+            new = NodeStatus.ONLINE if ok else NodeStatus.OFFLINE
+            if node.status != new and node.removed_at is None:
+                self.registry.set_status(node_id, new, "" if ok else SSH_POLL_FAILED, now)
+        return results
 
 
 def _token_view(rec: tokens.TokenRecord, now: float) -> dict[str, Any]:
