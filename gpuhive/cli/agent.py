@@ -221,7 +221,7 @@ def _run_foreground(root: Path, lock: AgentLock | None = None) -> None:
 
 def _agent_logging() -> None:
     """Logs only with GPUHIVE_LOG (info, debug); otherwise warnings, as plain lines."""
-    from gpuhive.cli.main import setup_logging
+    from gpuhive.cli.logs import setup_logging
     if os.environ.get("GPUHIVE_LOG"):
         setup_logging(daemon=True)
         return

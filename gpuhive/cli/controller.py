@@ -92,7 +92,7 @@ def up(
         proc.terminate()
         raise StateError("the controller did not come up within 20 s",
                          hint=f"see {home.log_file}")
-    from gpuhive.cli.main import setup_logging
+    from gpuhive.cli.logs import setup_logging
     from gpuhive.controller import daemon  # heavy (asyncssh, FastAPI): only when serving
     setup_logging(daemon=True)
     asyncio.run(daemon.serve(home, settings))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 import typer
@@ -54,14 +52,6 @@ def _root(version: bool = typer.Option(False, "--version", "-V", is_eager=True,
 def version() -> None:
     """Print the gpuhive version."""
     print(__version__)
-
-
-def setup_logging(daemon: bool = False) -> None:
-    level = os.environ.get("GPUHIVE_LOG", "INFO" if daemon else "WARNING").upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # asyncssh logs every channel at INFO; only its warnings matter to a user
-    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def run() -> None:
