@@ -36,9 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from gpuhive.overlay import check_io, direct, driver, labnet
-from gpuhive.overlay.check_io import NetnsRunner, Target
-from gpuhive.overlay.labnet import LabOverlay
+from gpuhive.lab import labnet, netcheck
+from gpuhive.lab.labnet import LabOverlay
+from gpuhive.overlay import direct, driver
+from gpuhive.overlay.check_io import Target
 from gpuhive.overlay.paths import Mode, Timing
 from gpuhive.overlay.spoke import DirectPaths
 
@@ -76,11 +77,11 @@ def measure(ov: LabOverlay, a: tuple[str, str, str], b: tuple[str, str, str], mb
     cpu = daemon_cpu(ov) - cpu0 + sum(float(str(r["cpu_s"])) for r in ranks)
     if not all(r["ok"] for r in ranks):
         raise SystemExit(f"all-reduce gave a wrong sum: {ranks}")
-    t = check_io.transfer(NetnsRunner(), Target("a", a[1], a[0]), Target("b", b[1], b[0]),
+    t = netcheck.transfer(Target("a", a[1], a[0]), Target("b", b[1], b[0]),
                           nbytes=int(tcp_mb * 1e6), timeout_s=120)
-    if t.get("received") != int(tcp_mb * 1e6):
+    if not t.ok or t.received != int(tcp_mb * 1e6):
         raise SystemExit(f"TCP transfer failed: {t}")
-    return (min(float(str(r["mb_per_s"])) for r in ranks), float(str(t["mb_per_s"]))), cpu
+    return (min(float(str(r["mb_per_s"])) for r in ranks), float(t.mb_per_s or 0.0)), cpu
 
 
 def add_veth(ov: LabOverlay, a: str, b: str) -> tuple[tuple[str, str, str], tuple[str, str, str]]:

@@ -1,14 +1,13 @@
 """`gpuhive overlay status|check`: what the hub sees, and pairwise reachability.
 
-The check runs on the nodes themselves over their SSH sessions: for every ordered pair,
-``ping`` from one to the other's overlay address, then a TCP bulk transfer
-(``python -m gpuhive.overlay.bulk``) into a receiver started on the other.
+The check runs on the nodes themselves over their sessions: ``overlay.check_io``'s
+procedure (the lab runs the same one in namespaces), with a runner that turns each argv
+into a shell line for ``NodeSessions.run``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import dataclasses
 import random
 import shlex
 import time
@@ -21,14 +20,45 @@ from gpuhive.core.model import NodeRecord
 from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import GpuhiveError, NodeNotFound
 from gpuhive.overlay import check as reach
-from gpuhive.transport.node_conn import NodeConnections
+from gpuhive.overlay import check_io
+from gpuhive.overlay.check_io import CheckOptions, Outcome, PairProgress, Target
+from gpuhive.transport.api import NodeSessions
+
+# On a node: the bulk tool's own timeout 60 s, its receiver given half a second to listen.
+NODE_CHECK = CheckOptions(timeout_s=60.0, settle_s=0.5, python=NODE_PYTHON)
+PORTS = (40000, 41000)  # receivers' ports, one drawn per pair: a stale one may still listen
+
+
+def shell_line(argv: list[str]) -> str:
+    """``exec`` + argv quoted, except the node's Python, which is shell text to expand."""
+    return "exec " + " ".join(a if a == NODE_PYTHON else shlex.quote(a) for a in argv)
+
+
+class SessionRunner:
+    """``check_io.Runner`` over the controller's node sessions."""
+
+    def __init__(self, nodes: NodeSessions) -> None:
+        self.nodes = nodes
+
+    async def run(self, node: NodeRecord, argv: list[str]) -> Outcome:
+        lines: list[str] = []
+        res = await self.nodes.run(node, [shell_line(argv)],
+                                   lambda _n, _s, line: lines.append(line))
+        if res.error:
+            lines.append(res.error)
+        return res.exit_status, "\n".join(lines)
 
 
 class OverlayOps:
-    def __init__(self, registry: Registry, nodes: NodeConnections, hub: OverlayHub | None):
+    def __init__(self, registry: Registry, nodes: NodeSessions, hub: OverlayHub | None, *,
+                 check_options: CheckOptions = NODE_CHECK, rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self.nodes = nodes
         self.hub = hub
+        self.check_options = check_options
+        self.rng = rng or random.Random()
+        self.clock = clock
 
     async def status(self) -> dict[str, Any]:
         if self.hub is None:
@@ -46,47 +76,17 @@ class OverlayOps:
             raise NodeNotFound(f"none of {target!r} has an overlay address",
                                hint="see `gpuhive overlay status`")
         report = progress or (lambda _e: None)
-        pairs = [(src, dst) for src in nodes for dst in nodes if src.id != dst.id]
-        results = []
-        for i, (src, dst) in enumerate(pairs, 1):  # one at a time: transfers share the hub
-            report({"event": "pair", "phase": "start", "n": i, "total": len(pairs),
-                    "src": src.name, "dst": dst.name})
-            r = await self._pair(src, dst, nbytes)
-            results.append(r)
-            report({"event": "pair", "phase": "done", "n": i, "total": len(pairs),
-                    "src": src.name, "dst": dst.name, "ping_ok": r.ping_ok,
-                    "rtt_ms": r.rtt_ms, "transfer_ok": r.transfer_ok, "mb_per_s": r.mb_per_s,
-                    "error": r.error})
+        results = await check_io.check_pairs(
+            SessionRunner(self.nodes), [Target(n.name, n.overlay["ip"], n) for n in nodes],
+            opts=dataclasses.replace(self.check_options, nbytes=nbytes),
+            pick_port=lambda: self.rng.randrange(*PORTS),
+            progress=lambda p: report(pair_event(p)))
         hints = await self._hints()
         matrix = reach.build_matrix([n.name for n in nodes], results, hints=hints,
                                     nbytes=nbytes)
         return {"ok": matrix.ok, "text": reach.render(matrix),
                 "cells": [{"src": c.src, "dst": c.dst, "ok": c.ok, "summary": c.summary,
                            "explanation": c.explanation} for c in matrix.cells.values()]}
-
-    async def _run(self, node: NodeRecord, command: str) -> tuple[int | None, str]:
-        lines: list[str] = []
-        res = await self.nodes.run(node, [command], lambda _n, _s, line: lines.append(line))
-        return res.exit_status, "\n".join(lines) or res.error
-
-    async def _pair(self, src: NodeRecord, dst: NodeRecord, nbytes: int) -> reach.PairResult:
-        ip = dst.overlay["ip"]
-        _, ping_out = await self._run(src, " ".join(shlex.quote(a) for a in reach.ping_argv(ip)))
-        sent, received, rtt = reach.parse_ping(ping_out)
-        port = random.randrange(40000, 41000)
-        recv = asyncio.ensure_future(self._run(
-            dst, f"exec {NODE_PYTHON} -m gpuhive.overlay.bulk recv {ip} {port} --timeout 60"))
-        await asyncio.sleep(0.5)
-        send = f"exec {NODE_PYTHON} -m gpuhive.overlay.bulk send {ip} {port} {nbytes} --timeout 60"
-        status, out = await self._run(src, send)
-        recv.cancel()
-        try:
-            data = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-        except ValueError:
-            data = {"error": out[-200:]}
-        ok = status == 0 and data.get("received") == nbytes
-        return reach.PairResult(src.name, dst.name, sent, received, rtt, ok,
-                                data.get("mb_per_s"), data.get("error", "") if not ok else "")
 
     async def _hints(self) -> dict[str, reach.NodeHint]:
         if self.hub is None:
@@ -95,7 +95,22 @@ class OverlayOps:
             st = await self.hub.status()
         except GpuhiveError:
             return {}
-        now = time.time()
-        return {p["node"]: reach.NodeHint(None if p["latest_handshake"] is None
-                                          else now - p["latest_handshake"], p["endpoint"])
-                for p in st["peers"]}
+        return hints_from_status(st, self.clock())
+
+
+def hints_from_status(status: dict[str, Any], now: float) -> dict[str, reach.NodeHint]:
+    """Node name → its handshake age and endpoint, from the hub's ``status()``."""
+    return {p["node"]: reach.NodeHint(None if p["latest_handshake"] is None
+                                      else now - p["latest_handshake"], p["endpoint"])
+            for p in status.get("peers", [])}
+
+
+def pair_event(p: PairProgress) -> dict[str, Any]:
+    """The ``pair`` event the CLI prints its progress lines from."""
+    event: dict[str, Any] = {"event": "pair", "phase": "start" if p.result is None else "done",
+                             "n": p.n, "total": p.total, "src": p.src, "dst": p.dst}
+    if p.result is not None:
+        r = p.result
+        event.update(ping_ok=r.ping_ok, rtt_ms=r.rtt_ms, transfer_ok=r.transfer_ok,
+                     mb_per_s=r.mb_per_s, error=r.error)
+    return event

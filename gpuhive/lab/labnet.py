@@ -1,7 +1,7 @@
 """The overlay on a namespace lab: hub in ``<p>-ctl``, a spoke per friend. I/O, for tests
 and benchmarks only.
 
-Also grows the lab by what the overlay tests need and ``gpuhive.lab`` does not build: a
+Also grows the lab by what the overlay tests need and ``lab.topology`` does not plan: a
 second friend behind an existing router (``add_lan_host``: same public address, another
 LAN port on the router). Every name starts with the lab prefix, so ``netns.teardown``
 removes it too; ``stop_overlay`` stops the wireguard-go daemons and removes their sockets.
@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuhive.lab import netns
-from gpuhive.lab.netns import exec_argv, run
 from gpuhive.lab.topology import CTL_ADDRESS, Host, LabPlan, new_prefix, plan_lab
 from gpuhive.overlay import addressing, config, driver, keys
 from gpuhive.overlay.config import Peer
 from gpuhive.overlay.direct import NodeNet
 from gpuhive.overlay.errors import OverlayError
+from gpuhive.sysrun import exec_argv, run
 
 
 @dataclass

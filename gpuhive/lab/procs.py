@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gpuhive import pids as _pids
 from gpuhive.errors import LabError
-from gpuhive.lab.netns import exec_argv, run
+from gpuhive.sysrun import exec_argv, run
 
 SSHD = "/usr/sbin/sshd"
 alive = _pids.alive

@@ -1,13 +1,17 @@
 """Pairwise overlay reachability as a matrix, failing pairs explained. Pure.
 
-``check_io.run_checks`` produces one ``PairResult`` per ordered pair (ping, then a TCP
-bulk transfer from src to dst's overlay address); ``build_matrix`` turns them, plus what
-the hub knows about each node (``NodeHint``), into cells with a one-line explanation for
-every failure.
+``check_io.check_pairs`` produces one ``PairResult`` per ordered pair (ping, then a TCP
+bulk transfer from src to dst's overlay address), wherever the commands run: on the nodes
+over the controller's sessions, or in lab namespaces. This module holds what it decides:
+the argv it runs, how their output reads (``parse_ping``, ``parse_transfer``), and
+``build_matrix``, which turns the results, plus what the hub knows about each node
+(``NodeHint``), into cells with a one-line explanation for every failure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,10 +32,22 @@ class PairResult:
     transfer_ok: bool | None = None  # None: not attempted
     mb_per_s: float | None = None
     error: str = ""  # why a step failed, as the tool said it
+    receiver_error: str = ""  # the transfer failed because its receiver on dst did not run
 
     @property
     def ping_ok(self) -> bool:
         return self.ping_received > 0
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """One bulk transfer, as its sender reported it (or why there is no report)."""
+
+    ok: bool
+    received: int | None = None  # bytes the receiver counted
+    mb_per_s: float | None = None
+    error: str = ""
+    receiver_error: str = ""  # set when the receiver on dst could not run
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,58 @@ def parse_ping(text: str) -> tuple[int, int, float | None]:
     sent, received = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
     r = _RTT_RE.search(text)
     return sent, received, float(r.group(1)) if r else None
+
+
+def parse_transfer(status: int | None, output: str, nbytes: int) -> TransferResult:
+    """Read ``python -m gpuhive.overlay.bulk send``'s last line (one JSON object).
+
+    ``status`` None: the sender could not run or its session broke (``output`` says why).
+    """
+    text = output.strip()
+    if not text:
+        why = "its session broke" if status is None else f"it exited with {status}"
+        return TransferResult(False, error=f"the sender printed nothing ({why})")
+    try:
+        data = json.loads(text.splitlines()[-1])
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        lines = text.splitlines()
+        # A broken session's reason is the last line; otherwise show what the tool said.
+        said = lines[-1] if status is None else " | ".join(lines[-3:])
+        return TransferResult(False, error=said[-200:])
+    received = data.get("received")
+    received = received if isinstance(received, int) and not isinstance(received, bool) \
+        else None
+    rate = data.get("mb_per_s")
+    mb_per_s = float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) \
+        else None
+    error = data.get("error")
+    if isinstance(error, str) and error:
+        return TransferResult(False, received, mb_per_s, error)
+    if status == 0 and received == nbytes:
+        return TransferResult(True, received, mb_per_s)
+    if received is not None and received != nbytes:
+        error = f"received {received} of {nbytes} bytes"
+    elif status is None:
+        error = "the sender's session broke"
+    elif status != 0:
+        error = f"the sender exited with {status}"
+    else:
+        error = "the sender's report has no byte count"
+    return TransferResult(False, received, mb_per_s, error)
+
+
+def receiver_failure(status: int | None, output: str) -> str:
+    """Why ``bulk recv`` failed ("" when it exited 0): its JSON error, else its last words."""
+    if status == 0:
+        return ""
+    lines = output.strip().splitlines()
+    with contextlib.suppress(ValueError, IndexError):
+        data = json.loads(lines[-1])
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            return str(data["error"])
+    return (" | ".join(lines[-3:]) or f"it exited with {status}")[-200:]
 
 
 def ping_argv(address: str) -> list[str]:
@@ -119,6 +187,9 @@ def explain(r: PairResult, hints: Mapping[str, NodeHint], *, nbytes: int) -> str
         return (f"no ping reply from {r.dst}: its overlay is down, or a firewall drops "
                 "overlay traffic on the way")
     if r.transfer_ok is False:
+        if r.receiver_error:
+            return (f"ping passes but the TCP receiver could not run on {r.dst}: "
+                    f"{r.receiver_error}")
         err = r.error.lower()
         if "timed out" in err or "timeout" in err:
             return (f"ping passes but a {size} TCP transfer stalls: large packets are lost. "

@@ -23,13 +23,13 @@ from typing import Literal
 
 from gpuhive import pids as _pids
 from gpuhive.errors import CommandFailed
-from gpuhive.lab.netns import exec_argv, run
 from gpuhive.overlay import config as cfg
 from gpuhive.overlay.config import Interface, Peer
 from gpuhive.overlay.errors import OverlayError, OverlayPermissionError, OverlayUnavailable
 from gpuhive.overlay.parse import Dump, PeerStatus, has_net_admin, parse_dump, parse_host_routes
 from gpuhive.overlay.sockbuf import grow_udp_buffers
 from gpuhive.overlay.sync import peer_changes, route_changes
+from gpuhive.sysrun import exec_argv, run
 
 SOCKET_DIR = Path("/var/run/wireguard")
 PRIVILEGE_HINT = ("run the agent as root, or give it CAP_NET_ADMIN (systemd: "

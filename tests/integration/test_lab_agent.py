@@ -19,7 +19,7 @@ import pytest
 from gpuhive.agent.errors import REMOVED_EXIT
 from gpuhive.lab import netns, procs
 from gpuhive.lab.hive import Lab, LabOptions
-from gpuhive.overlay.labnet import wait_until
+from gpuhive.lab.labnet import wait_until
 from tests.integration.labs import running_lab
 
 INTERVAL = 0.5

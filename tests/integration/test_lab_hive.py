@@ -17,7 +17,7 @@ import pytest
 
 from gpuhive.lab import procs
 from gpuhive.lab.hive import Lab, LabOptions
-from gpuhive.overlay.labnet import wait_until
+from gpuhive.lab.labnet import wait_until
 from gpuhive.ports import free_port
 from tests.integration.labs import running_lab
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from gpuhive.lab import netcheck
 from gpuhive.lab.hive import Lab, LabOptions
-from gpuhive.overlay import check_io
-from gpuhive.overlay.check_io import NetnsRunner, Target
-from gpuhive.overlay.labnet import pings, sh, wait_until
+from gpuhive.lab.labnet import pings, sh, wait_until
+from gpuhive.overlay.check_io import Target
 from tests.integration.labs import running_lab
 
 pytestmark = [
@@ -48,7 +48,7 @@ def _peer(lab: Lab, name: str) -> dict:
     return next(p for p in _status(lab)["peers"] if p["node"] == name)
 
 
-def _target(lab: Lab, name: str) -> Target:
+def _target(lab: Lab, name: str) -> Target[str | None]:
     return Target(name, _peer(lab, name)["overlay_ip"], lab.host(name).namespace)
 
 
@@ -65,18 +65,18 @@ def test_one_household_goes_direct_and_bypasses_the_hub(lab: Lab) -> None:
     # friend1 dials friend3's LAN address, and the /32 routes friend3's overlay IP to it
     f1, f3 = _target(lab, "friend1"), _target(lab, "friend3")
     iface = lab.overlay_iface("friend1")
-    assert f"{lab.host('friend3').address}:" in sh(f1.host, "wg", "show", iface, "endpoints")
-    assert f"{f3.overlay_ip}/32" in sh(f1.host, "wg", "show", iface, "allowed-ips")
+    assert f"{lab.host('friend3').address}:" in sh(f1.node, "wg", "show", iface, "endpoints")
+    assert f"{f3.overlay_ip}/32" in sh(f1.node, "wg", "show", iface, "allowed-ips")
 
     def hub_bytes() -> int:
         return sum(_peer(lab, n)["rx_bytes"] + _peer(lab, n)["tx_bytes"]
                    for n in ("friend1", "friend3"))
 
     before = hub_bytes()
-    t = check_io.transfer(NetnsRunner(), f1, f3, nbytes=20_000_000)
+    t = netcheck.transfer(f1, f3, nbytes=20_000_000)
     grew = hub_bytes() - before
-    print(f"direct 20 MB at {t['mb_per_s']:.1f} MB/s; hub counters +{grew} bytes")
-    assert t["received"] == 20_000_000
+    print(f"direct 20 MB at {t.mb_per_s:.1f} MB/s; hub counters +{grew} bytes")
+    assert t.received == 20_000_000
     assert grew < 1_000_000, f"the hub carried {grew} bytes of a direct transfer"
     assert pings(lab.host("friend2").namespace, f1.overlay_ip, count=2)  # hub still works
 
@@ -131,7 +131,7 @@ def test_a_declared_endpoint_behind_a_port_forward_is_dialled_by_everyone(lab: L
     assert public in sh(ns1, "wg", "show", iface1, "endpoints")
     f1, f2 = _target(lab, "friend1"), _target(lab, "friend2")
     hub_before = _peer(lab, "friend2")["rx_bytes"] + _peer(lab, "friend2")["tx_bytes"]
-    t = check_io.transfer(NetnsRunner(), f2, f1, nbytes=10_000_000)  # and back the other way
+    t = netcheck.transfer(f2, f1, nbytes=10_000_000)  # and back the other way
     grew = _peer(lab, "friend2")["rx_bytes"] + _peer(lab, "friend2")["tx_bytes"] - hub_before
-    print(f"friend2 -> friend1 10 MB at {t['mb_per_s']:.1f} MB/s; hub counters +{grew} bytes")
-    assert t["received"] == 10_000_000 and grew < 1_000_000
+    print(f"friend2 -> friend1 10 MB at {t.mb_per_s:.1f} MB/s; hub counters +{grew} bytes")
+    assert t.received == 10_000_000 and grew < 1_000_000

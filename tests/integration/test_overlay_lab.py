@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import gpuhive
-from gpuhive.lab import netns
-from gpuhive.overlay import check, check_io, driver, labnet
+from gpuhive.lab import labnet, netcheck, netns
+from gpuhive.lab.labnet import lab_overlay, leftovers, pings, sh, wait_until
+from gpuhive.overlay import check, driver
 from gpuhive.overlay.check_io import Target
-from gpuhive.overlay.labnet import lab_overlay, leftovers, pings, sh, wait_until
 
 pytestmark = [
     pytest.mark.lab,
@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 
-def targets(ov: labnet.LabOverlay) -> list[Target]:
+def targets(ov: labnet.LabOverlay) -> list[Target[str | None]]:
     return [Target(h.name, h.overlay_ip, h.ns) for h in ov.hosts()]
 
 
@@ -45,11 +45,11 @@ def test_all_pairs_reach_each_other_through_the_hub(tmp_path: Path) -> None:
         if hub.device.kind == "userspace":  # 7 MiB socket buffers, as newer wireguard-go sets
             assert "rb14680064" in sh(hub.ns, "ss", "-uamn", "sport", "=", ":51820")
         # Ping every ordered pair, hub included; a 50 MB TCP transfer between the spokes.
-        pings_only = check_io.run_checks(targets(ov), nbytes=0)
+        pings_only = netcheck.run_checks(targets(ov), nbytes=0)
         m = check.build_matrix([h.name for h in ov.hosts()], pings_only)
         assert all(c.summary != "no ping" for c in m.cells.values()), check.render(m)
         spokes = [t for t in targets(ov) if t.name != "ctl"]
-        results = check_io.run_checks(spokes, nbytes=50_000_000)
+        results = netcheck.run_checks(spokes, nbytes=50_000_000)
         m = check.build_matrix([t.name for t in spokes], results)
         print("\n" + check.render(m))
         assert m.ok, check.render(m)
@@ -125,12 +125,12 @@ def test_mtu_limited_underlay_passes_bulk_and_allreduce(tmp_path: Path) -> None:
         assert subprocess.run(netns.exec_argv(router, ["ping", "-c", "1", "-W", "1", "-M", "do",
                                                        "-s", "1313", "198.18.0.1"]),
                               capture_output=True).returncode != 0
-        t = check_io.transfer(check_io.NetnsRunner(), Target(a.name, a.overlay_ip, a.ns),
+        t = netcheck.transfer(Target(a.name, a.overlay_ip, a.ns),
                               Target(b.name, b.overlay_ip, b.ns), nbytes=100_000_000,
                               timeout_s=60)
-        assert t.get("received") == 100_000_000, t
+        assert t.ok and t.received == 100_000_000, t
         ranks = labnet.allreduce(a, b, mb=100)
-        print(f"\n1340-byte underlay: TCP {t['mb_per_s']:.1f} MB/s, gloo all-reduce 100 MB "
+        print(f"\n1340-byte underlay: TCP {t.mb_per_s:.1f} MB/s, gloo all-reduce 100 MB "
               f"in {ranks[0]['seconds']:.2f}s ({ranks[0]['mb_per_s']:.1f} MB/s)")
         assert all(r["ok"] for r in ranks), ranks
 

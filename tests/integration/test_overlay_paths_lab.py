@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from gpuhive.lab import netns
-from gpuhive.overlay import check_io, direct, driver, paths
-from gpuhive.overlay.check_io import NetnsRunner, Target
+from gpuhive.lab import netcheck, netns
+from gpuhive.lab.labnet import LabOverlay, lab_overlay, pings, sh, wait_until
+from gpuhive.overlay import direct, driver, paths
+from gpuhive.overlay.check import TransferResult
+from gpuhive.overlay.check_io import Target
 from gpuhive.overlay.direct import NodeNet
-from gpuhive.overlay.labnet import LabOverlay, lab_overlay, pings, sh, wait_until
 from gpuhive.overlay.paths import Action, Mode, Timing
 from gpuhive.overlay.spoke import DirectPaths
 
@@ -67,9 +68,9 @@ def hub_bytes(ov: LabOverlay, *names: str) -> int:
                if p.public_key in pubs)
 
 
-def send(ov: LabOverlay, src: str, dst: str, nbytes: int) -> dict[str, object]:
+def send(ov: LabOverlay, src: str, dst: str, nbytes: int) -> TransferResult:
     a, b = ov.spoke(src), ov.spoke(dst)
-    return check_io.transfer(NetnsRunner(), Target(a.name, a.overlay_ip, a.ns),
+    return netcheck.transfer(Target(a.name, a.overlay_ip, a.ns),
                              Target(b.name, b.overlay_ip, b.ns), nbytes=nbytes)
 
 
@@ -91,8 +92,8 @@ def test_friends_behind_one_router_go_direct_and_bypass_the_hub(tmp_path: Path) 
         before = hub_bytes(ov, "friend1", "friend1b")
         t = send(ov, "friend1", "friend1b", 50_000_000)
         grew = hub_bytes(ov, "friend1", "friend1b") - before
-        print(f"direct 50 MB at {t['mb_per_s']:.1f} MB/s; hub counters +{grew} bytes")
-        assert t["received"] == 50_000_000
+        print(f"direct 50 MB at {t.mb_per_s:.1f} MB/s; hub counters +{grew} bytes")
+        assert t.received == 50_000_000
         assert grew < 1_000_000, f"the hub carried {grew} bytes of a direct transfer"
         # The hub still carries everything else.
         assert pings(ov.spoke("friend2").ns, a.overlay_ip, count=2)
@@ -130,7 +131,7 @@ def test_blocked_direct_path_stays_on_hub_silently_and_is_retried(tmp_path: Path
         print(f"\nactions {[(n, a.value) for n, _p, a in spokes.actions]}; "
               f"direct {took:.1f}s after unblocking")
         before = hub_bytes(ov, "friend1", "friend1b")
-        assert send(ov, "friend1", "friend1b", 20_000_000)["received"] == 20_000_000
+        assert send(ov, "friend1", "friend1b", 20_000_000).received == 20_000_000
         assert hub_bytes(ov, "friend1", "friend1b") - before < 1_000_000
 
 
@@ -151,7 +152,7 @@ def test_declared_endpoint_behind_a_port_forward(tmp_path: Path) -> None:
         assert spokes.plans["friend2"][0].endpoint is None  # learned from friend1's packets
         spokes.until("friend1 -> friend2 direct", "direct", ("friend1", "friend2"), 20)
         before = hub_bytes(ov, "friend1", "friend2")
-        assert send(ov, "friend2", "friend1", 20_000_000)["received"] == 20_000_000
+        assert send(ov, "friend2", "friend1", 20_000_000).received == 20_000_000
         assert hub_bytes(ov, "friend1", "friend2") - before < 1_000_000
         b = ov.spoke("friend2")
         # friend2 reaches friend1 at its NAT mapping, learned from the authenticated packets.

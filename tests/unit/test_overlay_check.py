@@ -5,8 +5,11 @@ from __future__ import annotations
 from gpuhive.overlay.check import (
     NodeHint,
     PairResult,
+    TransferResult,
     build_matrix,
     parse_ping,
+    parse_transfer,
+    receiver_failure,
     recv_argv,
     render,
     send_argv,
@@ -76,3 +79,39 @@ def test_no_hints_generic_and_render() -> None:
     text = render(m)
     assert "FAIL no ping" in text and "ok 1.2 ms, 31 MB/s" in text
     assert text.splitlines()[-1].startswith("b -> a: no ping reply from a")
+
+
+REPORT = '{"bytes": 1000, "received": 1000, "seconds": 0.5, "mb_per_s": 2.0}'
+
+
+def test_parse_transfer_reads_the_senders_last_line() -> None:
+    assert parse_transfer(0, "noise\n" + REPORT, 1000) == TransferResult(True, 1000, 2.0)
+    short = parse_transfer(1, REPORT.replace('"received": 1000', '"received": 7'), 1000)
+    assert not short.ok and short.received == 7 and short.error == "received 7 of 1000 bytes"
+    err = parse_transfer(2, '{"error": "ConnectionRefusedError: refused"}', 1000)
+    assert not err.ok and err.error == "ConnectionRefusedError: refused"
+    assert parse_transfer(139, "a\nb\nc\nSegmentation fault", 1000).error == \
+        "b | c | Segmentation fault"
+    assert parse_transfer(None, "sending\nsession to a broke: cable", 1000).error == \
+        "session to a broke: cable"
+    assert parse_transfer(None, "", 1000).error == "the sender printed nothing (its session " \
+        "broke)"
+    assert parse_transfer(0, '{"received": true, "mb_per_s": "fast"}', 1000) == \
+        TransferResult(False, None, None, "the sender's report has no byte count")
+    assert parse_transfer(None, REPORT, 1000).error == "the sender's session broke"
+    assert parse_transfer(0, "[1, 2]", 1000).error == "[1, 2]"
+
+
+def test_receiver_failure() -> None:
+    assert receiver_failure(0, "") == ""
+    assert receiver_failure(2, '{"error": "OSError: [Errno 98] in use"}') == \
+        "OSError: [Errno 98] in use"
+    assert receiver_failure(None, "cannot open a session") == "cannot open a session"
+    assert receiver_failure(1, "") == "it exited with 1"
+
+
+def test_a_failed_receiver_is_explained_as_such() -> None:
+    r = PairResult("a", "b", 3, 3, 1.0, False, None, "refused", "session to b broke")
+    m = build_matrix(["a", "b"], [r, ok("b", "a")])
+    assert m.cells[("a", "b")].explanation == (
+        "ping passes but the TCP receiver could not run on b: session to b broke")
