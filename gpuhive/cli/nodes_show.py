@@ -113,8 +113,8 @@ def rank_lines(r: dict[str, Any]) -> list[str]:
     if r.get("cpu_fallback"):
         train = r["request"]["purpose"] == "train"
         want = r["need"] if train else r["take"]
-        few = "no GPU node fits" if want == 1 else f"fewer than {want} GPU nodes fit"
-        lines.append(f"[yellow]{few}, so CPU nodes{' (gloo)' if train else ''}:[/yellow]")
+        short = "no GPU node fits" if want == 1 else f"fewer than {want} GPU nodes fit"
+        lines.append(f"[yellow]{short}, so CPU nodes{' (gloo)' if train else ''}:[/yellow]")
         gpu_excluded = r.get("gpu_excluded") or []
         few = [n["name"] for n in gpu_excluded
                if [x["code"] for x in n["reasons"]] == ["gpu_count"]]
