@@ -50,9 +50,11 @@ def enroll(
 ) -> None:
     """Join a hive: verify the controller, register this machine, then run the agent."""
     from gpuhive.agent.enroll import enroll as do_enroll
+    from gpuhive.core.tokens import parse_token
     root = common.home()
     settings = common.settings()
-    # a running agent's identity and keys must not change under it: refuse before anything
+    parse_token(token)  # a garbled token is the first thing to say, agent running or not
+    # a running agent's identity and keys must not change under it: refuse before any I/O
     lock = AgentLock.acquire(AgentHome(ensure_private_dir(root)))
     try:
         ident = asyncio.run(do_enroll(root, token, name, timeout=settings.connect_timeout,

@@ -126,11 +126,17 @@ class Lab:
         return admin_client.call(self.controller_home / "admin.sock", method, params, **kw)
 
     def cli(self, *args: str, host: str = "ctl", check: bool = False,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the gpuhive CLI as the lab's owner (host ctl) or on a friend's host."""
+            timeout: float = 120, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the gpuhive CLI as the lab's owner (host ctl) or on a friend's host.
+
+        ``home`` runs it with another $GPUHIVE_HOME there (a second user of that machine).
+        """
         argv = netns.exec_argv(self.host(host).namespace,
                                [sys.executable, "-m", "gpuhive", *args])
-        proc = subprocess.run(argv, env=self.host_env(host), capture_output=True, text=True,
+        env = self.host_env(host)
+        if home is not None:
+            env["GPUHIVE_HOME"] = str(home)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
                               timeout=timeout)
         if check and proc.returncode != 0:
             raise LabError(f"`gpuhive {' '.join(args)}` on {host} exited {proc.returncode}: "
