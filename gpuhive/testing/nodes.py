@@ -17,6 +17,7 @@ what the controller did. Failures a real node has are one call each: ``unreachab
 (sessions cannot open), ``Script.drop`` (the session breaks mid-stream), ``slow`` (every
 call waits first), ``cut_writes_after`` / ``corrupt_write_at`` (file pushes),
 ``Script.hang`` (a command that never ends until the controller cancels it),
+``cut_stdin_after`` (a command's stdin, a code bundle say, breaks the session part-way),
 ``LinkFacts(drop_at="upload")`` (a link measurement whose session breaks). Link
 measurements are kept in ``node.measured`` ((kind, argument) pairs), first contacts with an
 sshd in ``FakeNodes.inspected``; a ``FakeHost`` fails its first contact with any
@@ -45,7 +46,7 @@ class Call:
 
     node: str
     command: str
-    stdin: bytes = b""
+    stdin: bytes = b""  # what reached the node: all of it, or what came before a cut
     cancelled: bool = False  # the controller gave up on it (cancel, closed channel)
     process: bool = False  # started with ``process`` (a long-running worker)
     written: bytearray = field(default_factory=bytearray)  # what it wrote to a process
@@ -127,6 +128,7 @@ class FakeNode:
         self._cut_after: int | None = None
         self._corrupt_at: int | None = None
         self._written = 0
+        self._stdin_cut: int | None = None
 
     # ---- scripting ------------------------------------------------------------------
 
@@ -149,6 +151,12 @@ class FakeNode:
     def cut_writes_after(self, nbytes: int | None) -> FakeNode:
         """File writes break the session once ``nbytes`` more bytes arrived (None: never)."""
         self._cut_after, self._written = nbytes, 0
+        return self
+
+    def cut_stdin_after(self, nbytes: int | None) -> FakeNode:
+        """A command's stdin breaks the session once ``nbytes`` of it arrived (None:
+        never): the command gets no exit status, as when a link dies mid-transfer."""
+        self._stdin_cut = nbytes
         return self
 
     def corrupt_write_at(self, offset: int | None) -> FakeNode:
@@ -363,12 +371,18 @@ class FakeNodes:
             await fake._enter()
         except NodeUnreachable as exc:
             return ExecResult(node.name, None, exc.message)
-        call = Call(fake.name, command, stdin or b"")
+        data = stdin or b""
+        arrives = len(data) if fake._stdin_cut is None else min(len(data), fake._stdin_cut)
+        call = Call(fake.name, command, data[:arrives])
         fake.calls.append(call)
         if stdin is not None and progress is not None:
-            for sent in range(0, len(stdin), 256 * 1024):
-                progress(min(len(stdin), sent + 256 * 1024))
+            for sent in range(0, arrives, 256 * 1024):
+                progress(min(arrives, sent + 256 * 1024))
                 await asyncio.sleep(0)
+        if arrives < len(data):  # node_conn's wording; it drops the broken session too
+            await self.close(node.id)
+            return ExecResult(node.name, None, f"session to {node.name} broke: connection "
+                              "lost while sending stdin")
         try:
             status = await _play(fake._script(call),
                                  lambda kind, line: sink(fake.name, kind, line))

@@ -71,6 +71,28 @@ def test_output_raises_with_the_stderr_tail_and_stdin_reaches_the_script() -> No
         asyncio.run(nodes.output(record("alice"), "fail"))
 
 
+def test_stdin_cut_part_way_breaks_the_session_after_the_bytes_that_arrived() -> None:
+    nodes = FakeNodes()
+    alice = nodes.add("alice").on("cat", Script().out("got it").exit(0))
+    alice.cut_stdin_after(600 * 1024)
+    sent: list[int] = []
+    data = os.urandom(1024 * 1024)
+
+    async def go() -> tuple[int | None, str]:
+        res = await nodes.run(record("alice"), ["cat"], lambda *a: None, stdin=data,
+                              progress=sent.append)
+        return res.exit_status, res.error
+    status, error = asyncio.run(go())
+    assert status is None and "broke: connection lost while sending stdin" in error
+    assert sent == [256 * 1024, 512 * 1024, 600 * 1024]  # progress stops at the cut
+    assert alice.calls[0].stdin == data[:600 * 1024] and alice.closed == 1
+    with pytest.raises(NodeUnreachable, match="connection lost"):
+        asyncio.run(nodes.output(record("alice"), "cat", stdin=data))
+    alice.cut_stdin_after(None)
+    assert asyncio.run(nodes.output(record("alice"), "cat", stdin=data)) == "got it"
+    assert alice.calls[-1].stdin == data
+
+
 def test_a_hanging_command_is_marked_cancelled_when_the_controller_gives_up() -> None:
     nodes = FakeNodes()
     alice = nodes.add("alice").on("sleep", Script().out("started").hang())
