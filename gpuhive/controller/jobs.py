@@ -5,12 +5,17 @@ started them: cancelling the job (or losing the controller) closes the channels,
 agent stops everything the command started (see ``agent.reaper``). Logs fan in here,
 prefixed ``node/rankN |``, are appended to ``$GPUHIVE_HOME/jobs/<id>/output.log`` and
 pushed to every attached ``gpuhive train`` / ``jobs logs -f``.
+
+Nodes are reached only through ``transport.api.NodeSessions``: the daemon hands in SSH
+sessions, the tests ``gpuhive.testing.FakeNodes`` (``tests/unit/test_controller_jobs.py``).
+Timings and the rendezvous port range are ``JobOptions``; clock and rng are injected too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -22,6 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpuhive.controller.job_steps import (
+    JobOptions,
+    JobStepFailed,
+    all_or_cancel,
+    within,
+)
 from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
@@ -42,22 +53,21 @@ from gpuhive.train.placement import (
     version_mismatch,
 )
 from gpuhive.train.spec import JobSpec, build_spec
-from gpuhive.transport.node_conn import NodeConnections
+from gpuhive.transport.api import ExecResult, NodeSessions
 
 log = logging.getLogger(__name__)
 # torchrun's own (warning-level) line when a worker group fails; with attempts left the
 # elastic agent restarts it, at the new size when a node was lost
 RESTART_HINTS = ("failed (exitcode:",)
-TAIL_LINES = 40  # per node, to name the cause when it fails
-LISTENER_EXIT_S = 10.0  # the preflight listener's own exit, once every node reached it
 
 Emit = Callable[[dict[str, Any]], None]
 
 
 class JobSupervisor:
-    def __init__(self, registry: Registry, nodes: NodeConnections, ops: NodeOps,
+    def __init__(self, registry: Registry, nodes: NodeSessions, ops: NodeOps,
                  jobs_dir: Path, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, *,
+                 options: JobOptions | None = None) -> None:
         self.registry = registry
         self.store = JobStore(registry.connection)
         self.nodes = nodes
@@ -65,6 +75,7 @@ class JobSupervisor:
         self.jobs_dir = jobs_dir
         self.clock = clock
         self.rng = rng or random.Random()
+        self.options = options or JobOptions()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
         self.store.interrupted(clock())
@@ -145,7 +156,7 @@ class JobSupervisor:
                 raise PlacementError(why, hint="install the same torch (and NCCL) on every "
                                      "node, or leave that node out")
             records = {n.name: n for n in self.registry.list_nodes()}
-            port = self.rng.randrange(29400, 30000)
+            port = self.rng.randrange(*self.options.rdzv_ports)
             await self._preflight(job, [records[c.name] for c in chosen], placements, port)
             self._state(job, "syncing")
             bundle = await asyncio.to_thread(sync.pack, Path(spec.workdir))
@@ -187,7 +198,9 @@ class JobSupervisor:
     async def _preflight(self, job: JobRecord, nodes: list[NodeRecord],
                          placements: list[launch.Placement], port: int) -> None:
         async def disk(node: NodeRecord) -> None:
-            fields = (await self.nodes.output(node, launch.disk_free_command())).split()
+            answer = await within(self.options.preflight_s, self.nodes.output(
+                node, launch.disk_free_command()), node=node.name, what="the disk check")
+            fields = answer.split()
             free_mib = int(fields[3]) // 1024 if len(fields) > 3 and fields[3].isdigit() else 0
             if free_mib < 1024:
                 raise PlacementError(f"node {node.name} has only {free_mib} MiB free for code "
@@ -195,7 +208,7 @@ class JobSupervisor:
         checks = [disk(n) for n in nodes]
         if len(nodes) > 1:
             checks.append(self._check_reach(nodes, placements, port))
-        await asyncio.gather(*checks)
+        await all_or_cancel(*checks)
         self._event(job, "preflight", "probed versions agree, disk ok, rendezvous reachable")
 
     async def _check_reach(self, nodes: list[NodeRecord], placements: list[launch.Placement],
@@ -205,18 +218,21 @@ class JobSupervisor:
             host, launch.listen_command(addr, port, expect=len(nodes) - 1)))
         try:
             results = await asyncio.gather(
-                *(self.nodes.output(n, launch.connect_command(addr, port)) for n in nodes[1:]),
+                *(within(self.options.preflight_s,
+                         self.nodes.output(n, launch.connect_command(addr, port)),
+                         node=n.name, what="the rendezvous check") for n in nodes[1:]),
                 return_exceptions=True)
             for n, r in zip(nodes[1:], results, strict=True):
                 if isinstance(r, BaseException):
+                    cause = r.message if isinstance(r, GpuhiveError) else repr(r)
                     raise PlacementError(
                         f"node {n.name} cannot reach the rendezvous {addr}:{port} on "
-                        f"{host.name}", hint="check `gpuhive overlay check`; the overlay "
-                        "must carry traffic between friends")
+                        f"{host.name}: {cause}", hint="check `gpuhive overlay check`; the "
+                        "overlay must carry traffic between friends", node=n.name)
             # every node got through, so the listener exits by itself: wait until it has,
             # or torchrun may find the port still taken
             with contextlib.suppress(asyncio.TimeoutError, GpuhiveError):
-                await asyncio.wait_for(listen, LISTENER_EXIT_S)
+                await asyncio.wait_for(listen, self.options.listener_exit_s)
         finally:
             listen.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -224,22 +240,30 @@ class JobSupervisor:
 
     async def _sync(self, job: JobRecord, nodes: list[NodeRecord], bundle: sync.Bundle,
                     spec: JobSpec) -> str | None:
-        import hashlib
         sha = hashlib.sha256(bundle.data).hexdigest()
 
         async def one(node: NodeRecord) -> int:
-            state = await self.nodes.output(node, launch.code_check_command(bundle.digest))
+            state = await within(self.options.preflight_s, self.nodes.output(
+                node, launch.code_check_command(bundle.digest)), node=node.name,
+                what="whether it has the code")
             if state.strip() == "have":
                 return 0
 
             def progress(sent: int) -> None:
                 self._publish(job, {"event": "progress", "node": node.name, "sent": sent,
                                     "total": len(bundle.data)})
-            await self.nodes.output(node, launch.code_receive_command(bundle.digest, sha),
-                                stdin=bundle.data, progress=progress)
+            try:
+                await self.nodes.output(node, launch.code_receive_command(bundle.digest, sha),
+                                        stdin=bundle.data, progress=progress)
+            except GpuhiveError as exc:
+                raise JobStepFailed(
+                    f"sending the code ({humanize.size(len(bundle.data))}) to {node.name} "
+                    f"failed: {exc.message}", hint="run the job again: a node that has the "
+                    "code whole receives nothing, the others get all of it",
+                    node=node.name, step="code") from exc
             return len(bundle.data)
 
-        sent = await asyncio.gather(*(one(n) for n in nodes))
+        sent = await all_or_cancel(*(one(n) for n in nodes))
         self._event(job, "synced", sync.sync_summary(
             bundle.short, len(bundle.data), [n.name for n, s in zip(nodes, sent, strict=True) if s],
             [n.name for n, s in zip(nodes, sent, strict=True) if not s]))
@@ -271,7 +295,7 @@ class JobSupervisor:
                     "that node; a node without internet access can only install what the "
                     "synced code folder holds (./wheels/…)") from exc
             return state.strip().splitlines()[-1] if state.strip() else "?"
-        states = await asyncio.gather(*(one(n) for n in nodes))
+        states = await all_or_cancel(*(one(n) for n in nodes))
         self._event(job, "environment", f"venv {digest}: " + ", ".join(
             f"{n.name} {s}" for n, s in zip(nodes, states, strict=True)))
         return digest
@@ -286,7 +310,9 @@ class JobSupervisor:
         where = f"the job's venv {env_digest}" if env_digest else "the agent's python"
 
         async def one(node: NodeRecord) -> str:
-            answer = await self.nodes.output(node, launch.torch_check_command(env_digest))
+            answer = await within(self.options.torch_check_s, self.nodes.output(
+                node, launch.torch_check_command(env_digest)), node=node.name,
+                what="the torch check")
             try:
                 found = json.loads(answer.strip().splitlines()[-1])
             except (ValueError, IndexError):
@@ -298,7 +324,7 @@ class JobSupervisor:
                     hint="add torch to the job's requirements" if env_digest else
                     "install torch in the environment the agent runs from")
             return str(found["torch"])
-        versions = await asyncio.gather(*(one(n) for n in nodes))
+        versions = await all_or_cancel(*(one(n) for n in nodes))
         if len(set(versions)) > 1:
             common = max(set(versions), key=versions.count)
             odd = next(n for n, v in zip(nodes, versions, strict=True) if v != common)
@@ -317,7 +343,8 @@ class JobSupervisor:
         # every line as the node printed it, the filtered noise included
         raw = {n.name: (job_dir / "nodes" / f"{n.name}.log").open("a", buffering=1)
                for n in nodes}
-        tails: dict[str, deque[str]] = {n.name: deque(maxlen=TAIL_LINES) for n in nodes}
+        tails: dict[str, deque[str]] = {n.name: deque(maxlen=self.options.tail_lines)
+                                        for n in nodes}
 
         def sink(node: str, stream: str, line: str) -> None:
             raw[node].write(line + "\n")
@@ -333,8 +360,9 @@ class JobSupervisor:
                             f"{code.group(1) if code else '?'}; torch elastic restarts the "
                             "group while --max-restarts allows")
 
-        tasks = {n.name: asyncio.ensure_future(self.nodes.run(n, [plan.command(n.name)], sink))
-                 for n in nodes}
+        tasks: dict[str, asyncio.Task[ExecResult]] = {
+            n.name: asyncio.ensure_future(self.nodes.run(n, [plan.command(n.name)], sink))
+            for n in nodes}
         alive = set(tasks)
         failed: list[str] = []
         try:
@@ -380,7 +408,8 @@ class JobSupervisor:
     async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
         async def one(node: NodeRecord) -> str:
             try:
-                text = await self.nodes.output(node, launch.sweep_command(job.id))
+                text = await within(self.options.sweep_s, self.nodes.output(
+                    node, launch.sweep_command(job.id)), node=node.name, what="the sweep")
             except GpuhiveError as exc:
                 return f"{node.name}: not checked ({exc.message})"
             return f"{node.name}: {text.strip()}"
@@ -394,7 +423,7 @@ class JobSupervisor:
         self.store.save(job)
         self._publish(job, {"event": "state", "state": state})
 
-    def _event(self, job: JobRecord, event: str, detail: str, **data: Any) -> None:
+    def _event(self, job: JobRecord, event: str, detail: str, **data: object) -> None:
         """One timeline entry; ``data`` (node, exit…) is kept with it for `jobs show`."""
         job.events.append({"at": self.clock(), "event": event, "detail": detail, **data})
         self.store.save(job)
@@ -423,15 +452,20 @@ def success_text(job: JobRecord, now: float) -> str:
     return text + (f"; lost on the way: {', '.join(job.lost)}" if job.lost else "")
 
 
-def log_filter(rec: JobRecord, tail: Any = None, node: Any = None,
-               rank: Any = None) -> LogFilter:
-    """What `jobs logs` asked to see; a node the job never ran on is an error, not silence."""
-    for key, value in (("tail", tail), ("rank", rank)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 0):
-            raise ConfigError(f"{key}={value!r} is not a whole number of at least 0", key=key)
-    if node is not None and node not in rec.nodes:
+def log_filter(rec: JobRecord, tail: object = None, node: object = None,
+               rank: object = None) -> LogFilter:
+    """What `jobs logs` asked to see (values as they came over the admin socket); a node
+    the job never ran on is an error, not silence."""
+    if node is not None and (not isinstance(node, str) or node not in rec.nodes):
         raise ConfigError(f"job {rec.id} did not run on {node!r}",
                           hint=f"its nodes: {', '.join(rec.nodes)}" if rec.nodes else
                           "it ended before any node was placed", key="node")
-    return LogFilter(node=node, rank=rank, tail=tail)
+    return LogFilter(node=node, rank=_count("rank", rank), tail=_count("tail", tail))
+
+
+def _count(key: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key}={value!r} is not a whole number of at least 0", key=key)
+    return value
