@@ -25,6 +25,7 @@ Library errors (asyncssh, sqlite3, OSError) are translated at the boundary with
     ├── NodeUnreachable             the controller cannot open a session to a node
     ├── RemoteFileError             a file operation on a node failed (hash, rename)
     ├── ControllerUnavailable       the admin socket does not answer
+    ├── BadRequest                  an admin request the contract refuses (names the field)
     ├── EnrollRefused               the controller refused an enrollment
     ├── CommandFailed               an external command (ip, nft, ssh…) failed
     ├── LabError                    the network-namespace lab could not be built
@@ -139,6 +140,15 @@ class ControllerUnavailable(GpuhiveError):
     code = "controller_unavailable"
 
 
+class BadRequest(GpuhiveError):
+    """An admin request that does not fit the contract (`controller/admin_api`): not JSON,
+    an unknown method or field, a missing one, a wrong type. Between this CLI and its own
+    controller that means two gpuhive versions; nothing was done."""
+
+    code = "bad_request"
+    exit_code = 2
+
+
 class EnrollRefused(GpuhiveError):
     code = "enroll_refused"
 
@@ -172,7 +182,7 @@ BY_CODE: dict[str, type[GpuhiveError]] = {
         GpuhiveError, ConfigError, StateError, TokenError, TokenMalformed, TokenUnknown,
         TokenExpired, TokenUsedUp, TokenRevoked, HostKeyMismatch, ProtocolError, NotFound,
         NodeNotFound, KeyNotFound, InviteNotFound, ModelNotServed, AmbiguousName,
-        NodeUnreachable, ControllerUnavailable, EnrollRefused, LabError,
+        NodeUnreachable, ControllerUnavailable, BadRequest, EnrollRefused, LabError,
     )
 }
 
