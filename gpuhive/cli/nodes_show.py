@@ -7,7 +7,18 @@ from typing import Any
 
 from rich.markup import escape
 
-from gpuhive.cli.render import age, gib, hardware_summary, link_cell, overlay_cell, status_text
+from gpuhive.cli.render import (
+    age,
+    gib,
+    hardware_summary,
+    link_cell,
+    link_of,
+    overlay_cell,
+    software_of,
+    spoke_of,
+    status_text,
+)
+from gpuhive.core.node_facts import LinkMeasure, SoftwareFacts
 
 
 def show_lines(n: dict[str, Any]) -> list[str]:
@@ -29,9 +40,10 @@ def show_lines(n: dict[str, Any]) -> list[str]:
     for g in hw.get("gpus") or []:
         lines.append(f"  gpu{g['index']} {g['name']} {gib(g['memory_total_mib'])} "
                      f"({gib(g.get('memory_used_mib'))} used)")
-    if n.get("software"):
-        lines.append(f"  software {software_text(n['software'])}")
-    link = link_cell(n.get("link") or {})
+    sw = software_of(n)
+    if sw is not None:
+        lines.append(f"  software {software_text(sw)}")
+    link = link_cell(link_of(n))
     if link != "-":
         lines.append(f"  link {link} (from `gpuhive nodes bench`)")
     lines.append("  history:")
@@ -54,33 +66,31 @@ def connection_text(n: dict[str, Any]) -> str:
 
 
 def overlay_text(n: dict[str, Any]) -> str:
-    st = n.get("overlay_state") or {}
-    state = st.get("state")
-    where = " ".join(x for x in (st.get("ip"), f"on {st['iface']}" if st.get("iface")
-                                 else "") if x)
-    if state == "up":
-        direct = st.get("direct") or 0
-        return f"{overlay_cell(n)} {where}" + (f", {direct} direct path(s)" if direct else "")
-    if state == "off":
+    st = spoke_of(n)
+    where = " ".join(x for x in (st.ip, f"on {st.iface}" if st.iface else "") if x)
+    if st.state == "up":
+        return f"{overlay_cell(n)} {where}" + (f", {st.direct} direct path(s)"
+                                               if st.direct else "")
+    if st.state == "off":
         return f"{overlay_cell(n)} (the controller runs without `gpuhive up --overlay`)"
-    if state == "down":
-        return f"{overlay_cell(n, wide=False)} ({where}): {escape(st.get('error') or '?')}"
-    return f"{overlay_cell(n)}: {escape(st.get('problem') or 'not reported')}"
+    if st.state == "down":
+        return f"{overlay_cell(n, wide=False)} ({where}): {escape(st.error or '?')}"
+    return f"{overlay_cell(n)}: {escape(st.problem or 'not reported')}"
 
 
-def software_text(sw: dict[str, Any]) -> str:
+def software_text(sw: SoftwareFacts) -> str:
     """python, torch (and the CUDA it was built with), NCCL, llama.cpp."""
-    torch = f"torch {sw['torch']}" if sw.get("torch") else "no torch"
-    if sw.get("torch") and sw.get("torch_cuda"):
-        torch += f" (CUDA {sw['torch_cuda']})"
-    nccl = f"NCCL {sw['nccl']}" if sw.get("nccl") else "no NCCL"
-    if sw.get("llama_server"):
-        llama = f"llama.cpp: llama-server ({sw['llama_server']})"
-    elif sw.get("llama_cpp_python"):
+    torch = f"torch {sw.torch}" if sw.torch else "no torch"
+    if sw.torch and sw.torch_cuda:
+        torch += f" (CUDA {sw.torch_cuda})"
+    nccl = f"NCCL {sw.nccl}" if sw.nccl else "no NCCL"
+    if sw.llama_server:
+        llama = f"llama.cpp: llama-server ({sw.llama_server})"
+    elif sw.llama_cpp_python:
         llama = "llama.cpp: llama-cpp-python"
     else:
         llama = "no llama.cpp"
-    parts = [f"python {sw['python']}"] if sw.get("python") else []
+    parts = [f"python {sw.python}"] if sw.python else []
     return " · ".join([*parts, torch, nccl, llama])
 
 
@@ -89,21 +99,28 @@ def probe_line(r: dict[str, Any]) -> str:
     hw = r.get("hardware") or {}
     gpus = f" ({hardware_summary(hw)})" if hw.get("gpus") else ""
     line = f"{r['node']}: {r['gpus']} GPU(s) via {r['source']}{gpus}"
-    sw = r.get("software") or {}
-    return line + (f" · {software_text(sw)}" if sw else " · software not probed (ssh node)")
+    sw = software_of(r)
+    return line + (f" · {software_text(sw)}" if sw is not None
+                   else " · software not probed (ssh node)")
 
 
 def bench_line(r: dict[str, Any]) -> str:
-    line = (f"{r['node']}: rtt {r['rtt_ms']:.1f} ms, down {r['down_mbps']:.1f} Mbit/s, "
-            f"up {r['up_mbps']:.1f} Mbit/s")
-    g = r.get("gpu") or {}
+    """One measured node (an ``ok`` answer of `nodes.bench`: its link's fields at the top)."""
+    link = LinkMeasure.from_dict(r)
+    line = (f"{r['node']}: rtt {_num(link.rtt_ms, '.1f')} ms, down "
+            f"{_num(link.down_mbps, '.1f')} Mbit/s, up {_num(link.up_mbps, '.1f')} Mbit/s")
+    g = link.gpu
     if r.get("gpu_skipped"):
         line += f"; GPU bench skipped: {r['gpu_skipped']}"
-    elif g.get("available"):
-        line += f"; {g['device']}: {g['matmul_tflops']} TFLOPS fp16, {g['memory_gbps']} GB/s"
-    elif g:
-        line += f"; no GPU benchmark: {g.get('reason')}"
+    elif g is not None and g.available:
+        line += f"; {g.device}: {g.matmul_tflops} TFLOPS fp16, {g.memory_gbps} GB/s"
+    elif g is not None and g.to_dict():  # it printed something, just not a figure
+        line += f"; no GPU benchmark: {g.reason}"
     return line
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
 
 
 def rank_lines(r: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ import typer
 
 from gpuhive.cli import common
 from gpuhive.cli.render import age, err, out, plain_table, print_json
-from gpuhive.controller import admin_api as api
+from gpuhive.core.spoke_report import SpokeReport
 
 app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training traffic.")
 
@@ -19,7 +19,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         -> None:
     """Each peer of the hub (overlay IP, endpoint, last handshake, bytes, its spoke's state),
     then every pair of spokes: direct, trying, or through the hub."""
-    st = common.admin(api.OverlayStatus())
+    st = common.admin("overlay.status")
     if json_out:
         print_json(st)
         return
@@ -30,8 +30,8 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
     table = plain_table("NODE", "OVERLAY IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "SPOKE")
     now = time.time()
     for p in st["peers"]:
-        spoke = p.get("spoke") or {}
-        state = "up" if spoke.get("up") else (spoke.get("error") or "not reported")
+        spoke = SpokeReport.from_dict(p.get("spoke") or {})  # its agent's last report
+        state = "up" if spoke.up else (spoke.error or "not reported")
         hs = age(p["latest_handshake"], now) if p["latest_handshake"] else "never"
         table.add_row(p["node"], p["overlay_ip"] or "-", p["endpoint"] or "-", hs,
                       _bytes(p["rx_bytes"]), _bytes(p["tx_bytes"]), state)
@@ -72,7 +72,7 @@ def check(
             else:
                 err.print(pair_progress_line(ev))
 
-        r = common.admin(api.OverlayCheck(target=nodes, nbytes=megabytes * 1_000_000),
+        r = common.admin("overlay.check", {"target": nodes, "nbytes": megabytes * 1_000_000},
                          on_event=show, timeout=None)
     if json_out:
         print_json(r)

@@ -1,4 +1,9 @@
-"""Rendering helpers shared by the CLI groups: JSON, tables, ages, sizes."""
+"""Rendering helpers shared by the CLI groups: JSON, tables, ages, sizes.
+
+Node facts arrive as JSON from the admin socket; ``software_of``, ``link_of`` and
+``spoke_of`` read them into ``core/node_facts`` / ``core/spoke_state`` types before anything
+here reasons about them, so a misspelt field is mypy's error, not a silent "-".
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from gpuhive.core import fact_codec
+from gpuhive.core.node_facts import LinkMeasure, SoftwareFacts
+from gpuhive.core.spoke_state import SpokeView
 
 # piped output is read by people in wide terminals or by tools: never wrap tables at 80
 out = Console(highlight=False, soft_wrap=True,
@@ -64,26 +73,37 @@ def gpu_cell(hw: dict[str, Any]) -> str:
     return "\n".join(lines) or "-"
 
 
-def software_cell(hw: dict[str, Any], sw: dict[str, Any]) -> str:
+def software_of(answer: dict[str, Any]) -> SoftwareFacts | None:
+    """The ``software`` of a node or probe answer (None: not probed)."""
+    return fact_codec.stored(SoftwareFacts.from_dict, answer.get("software"))
+
+
+def link_of(answer: dict[str, Any]) -> LinkMeasure | None:
+    """The ``link`` of a node answer (None: never benched)."""
+    return fact_codec.stored(LinkMeasure.from_dict, answer.get("link"))
+
+
+def software_cell(hw: dict[str, Any], sw: SoftwareFacts | None) -> str:
     gpus = hw.get("gpus") or []
     g0 = gpus[0] if gpus else {}
     first = " ".join(x for x in (f"cc {g0['compute_capability']}" if g0.get(
         "compute_capability") else "", f"drv {g0['driver_version']}" if g0.get(
         "driver_version") else "", f"cuda {g0['cuda_version']}" if g0.get("cuda_version")
         else "") if x)
-    second = " ".join(x for x in (f"torch {sw['torch']}" if sw.get("torch") else "",
-                                  f"nccl {sw['nccl']}" if sw.get("nccl") else "") if x)
-    llama = "llama-server" if sw.get("llama_server") else (
-        "llama-cpp-python" if sw.get("llama_cpp_python") else "")
+    sw = sw or SoftwareFacts()
+    second = " ".join(x for x in (f"torch {sw.torch}" if sw.torch else "",
+                                  f"nccl {sw.nccl}" if sw.nccl else "") if x)
+    llama = "llama-server" if sw.llama_server else (
+        "llama-cpp-python" if sw.llama_cpp_python else "")
     return "\n".join(x for x in (first, second, llama) if x) or "-"
 
 
-def link_cell(link: dict[str, Any]) -> str:
-    if not link.get("rtt_ms"):
+def link_cell(link: LinkMeasure | None) -> str:
+    if link is None or not link.rtt_ms:
         return "-"
-    text = f"{link['rtt_ms']:.1f}ms"
-    if link.get("down_mbps"):
-        text += f" ↓{link['down_mbps']:.0f} ↑{link.get('up_mbps', 0):.0f}Mb/s"
+    text = f"{link.rtt_ms:.1f}ms"
+    if link.down_mbps:
+        text += f" ↓{link.down_mbps:.0f} ↑{link.up_mbps or 0:.0f}Mb/s"
     return text
 
 
@@ -106,22 +126,24 @@ _OVERLAY_SHORT = {"up": "up", "down": "down", "waiting": "wait", "unknown": "?",
 _VENDOR_WORDS = {"NVIDIA", "GeForce", "AMD", "Radeon", "Instinct", "Apple", "Intel", "Tesla"}
 
 
-def overlay_state(n: dict[str, Any]) -> dict[str, Any]:
-    """The node's spoke as the controller judged it (``overlay_state`` in `nodes --json`)."""
-    return n.get("overlay_state") or {"state": "unknown", "error": "", "ip": None}
+def spoke_of(n: dict[str, Any]) -> SpokeView:
+    """The node's spoke as the controller judged it (``overlay_state`` in `nodes --json`);
+    unknown when the answer has none."""
+    st = n.get("overlay_state")
+    return SpokeView.from_dict(st) if isinstance(st, dict) else SpokeView()
 
 
 def overlay_cell(n: dict[str, Any], *, wide: bool = False) -> str:
-    st = overlay_state(n)
-    state = str(st.get("state") or "unknown")
+    st = spoke_of(n)
+    state = st.state or "unknown"
     style = _OVERLAY_STYLE.get(state, "")
     label = state if wide else _OVERLAY_SHORT.get(state, state)
     text = f"[{style}]{label}[/{style}]" if style else label
     if not wide:
         return text
-    detail = st.get("error") if state == "down" else st.get("ip") if state == "up" else ""
-    if state == "up" and st.get("direct"):
-        detail = f"{detail}, {st['direct']} direct"
+    detail = st.error if state == "down" else st.ip if state == "up" else ""
+    if state == "up" and st.direct:
+        detail = f"{detail}, {st.direct} direct"
     return text + (f" {escape(str(detail))}" if detail else "")
 
 
@@ -201,9 +223,9 @@ def _wide_table(nodes: list[dict[str, Any]], legend: bool) -> Table:
         if n.get("agent_state") and n["agent_state"] not in ("available", ""):
             status += f" ({n['agent_state']})"
         table.add_row(
-            n["name"], status, gpu_cell(hw), software_cell(hw, n.get("software") or {}),
+            n["name"], status, gpu_cell(hw), software_cell(hw, software_of(n)),
             f"{cores or '?'}c/{gib(hw.get('memory_total_mib'))}",
-            link_cell(n.get("link") or {}), _rel(n), overlay_cell(n, wide=True),
+            link_cell(link_of(n)), _rel(n), overlay_cell(n, wide=True),
             age(n.get("last_heartbeat")),
             n.get("reason") or n.get("public_addr") or n.get("address") or "")
     if legend:

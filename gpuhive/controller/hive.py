@@ -18,11 +18,12 @@ from typing import Any
 from gpuhive.config import Settings
 from gpuhive.controller.overlay_hub import OverlayHub
 from gpuhive.controller.registry import Registry
-from gpuhive.core import tokens
-from gpuhive.core.endpoints import is_address, valid_endpoint
+from gpuhive.core import fact_codec, tokens
 from gpuhive.core.messages import Message
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord, NodeStatus
+from gpuhive.core.node_facts import OverlayFacts, SoftwareFacts
 from gpuhive.core.nodeview import prune_thermal, thermal_onsets
+from gpuhive.core.spoke_report import SpokeReport
 from gpuhive.errors import EnrollRefused, GpuhiveError
 from gpuhive.overlay.direct import to_wire
 from gpuhive.overlay.keys import is_valid_key
@@ -30,7 +31,6 @@ from gpuhive.transport import keys
 from gpuhive.transport.api import AgentLink, Send
 
 log = logging.getLogger(__name__)
-MAX_PATHS = 256  # peers a spoke may report paths for
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Beat:
     state: str
     hardware: Hardware | None
     policy: dict[str, Any] | None
-    overlay: dict[str, Any] | None = None  # the spoke's own report: up, iface, error
+    overlay: SpokeReport | None = None  # the spoke's own report: up, iface, error
 
 
 class Hive:
@@ -68,7 +68,7 @@ class Hive:
         self.stopped: dict[str, float] = {}
         self.last_hw: dict[str, Hardware] = {}  # for thermal onsets between snapshots
         self.thermal_onsets: dict[str, list[float]] = {}  # not yet stored
-        self.spoke_status: dict[str, dict[str, Any]] = {}  # last stored overlay report
+        self.spoke_status: dict[str, SpokeReport] = {}  # last stored overlay report
         self.heartbeats_received = 0
         self.senders: dict[str, tuple[AgentLink, Send]] = {}  # the newest link's sender
         self.sent_direct: dict[str, list[dict[str, Any]]] = {}  # what each agent last got
@@ -109,7 +109,7 @@ class Hive:
             host_key=request["embedded_host_key"],
             hardware=Hardware.from_dict(request["hardware"]), public_addr=peer,
             port_range=(self.settings.forward_port_min, self.settings.forward_port_max),
-            now=self.clock(), facts={"software": request.get("software") or {}},
+            now=self.clock(), software=SoftwareFacts.from_dict(request.get("software") or {}),
             overlay=_overlay_request(request), overlay_subnet=self.settings.overlay_subnet)
         if self.hub is not None:
             self._later(self.hub.sync())
@@ -136,7 +136,8 @@ class Hive:
         welcome: dict[str, Any] = {"node_id": node.id,
                                    "heartbeat_interval": self.settings.heartbeat_interval,
                                    "forward_port": node.forward_port}
-        overlay = self.hub.welcome_for(node.overlay) if self.hub is not None else None
+        overlay = self.hub.welcome_for(node.overlay) \
+            if self.hub is not None and node.overlay is not None else None
         if overlay is not None:
             welcome["overlay"] = overlay
         return welcome
@@ -155,10 +156,9 @@ class Hive:
                 self.thermal_onsets.setdefault(node.id, []).extend([now] * onsets)
             self.last_hw[node.id] = hw
         policy = msg.get("policy")
-        overlay = msg.get("overlay")
         self.pending[node.id] = Beat(now, msg["state"][:32], hw,
                                      policy if isinstance(policy, dict) else None,
-                                     _spoke_status(overlay))
+                                     SpokeReport.from_heartbeat(msg.get("overlay")))
 
     def goodbye(self, node: NodeRecord, msg: Message) -> None:
         """A clean stop: offline at the next tick, reason ``agent stopped``, no penalty.
@@ -197,10 +197,10 @@ class Hive:
         if beat is not None:
             self.pending[node_id] = replace(beat, overlay=None)
         with contextlib.suppress(GpuhiveError):
-            current = self.registry.fact(node_id, "overlay") or {}
-            if "status" in current:
-                self.registry.set_facts(
-                    node_id, overlay={k: v for k, v in current.items() if k != "status"})
+            current = self.registry.overlay_of(node_id)
+            if current is not None and current.status is not None:
+                self.registry.set_facts(node_id,
+                                        overlay=fact_codec.replace(current, status=None))
 
     # ---- controller side --------------------------------------------------------------
 
@@ -212,11 +212,11 @@ class Hive:
         changed = [(nid, b.overlay) for nid, b in batch.items()
                    if b.overlay is not None and self.spoke_status.get(nid) != b.overlay]
         if changed:
-            rows: list[tuple[str, dict[str, Any]]] = []
+            rows: list[tuple[str, dict[str, object]]] = []
             for nid, status in changed:
                 with contextlib.suppress(GpuhiveError):
-                    current = self.registry.fact(nid, "overlay") or {}
-                    rows.append((nid, {"overlay": {**current, "status": status}}))
+                    current = self.registry.overlay_of(nid) or OverlayFacts()
+                    rows.append((nid, {"overlay": fact_codec.replace(current, status=status)}))
                     self.spoke_status[nid] = status
             if rows:
                 self.registry.set_facts_many(rows)
@@ -269,28 +269,12 @@ class Hive:
         return sent
 
 
-def _overlay_request(request: Message) -> dict[str, Any] | None:
+def _overlay_request(request: Message) -> OverlayFacts | None:
     """The WireGuard facts an enroll request carries (None from an agent without them)."""
     key = request.get("wg_public_key")
     if not key or not is_valid_key(key):
         return None
-    return {"wg_public_key": key, "lan": str(request.get("lan_address") or "")[:64],
-            "listen_port": request.get("wg_listen_port")}
-
-
-def _spoke_status(report: Any) -> dict[str, Any] | None:
-    """The spoke's report, cleaned: only known fields, bounded sizes, well-formed values."""
-    if not isinstance(report, dict):
-        return None
-    iface, lan, endpoint = report.get("iface"), report.get("lan"), report.get("endpoint")
-    paths = report.get("paths")
-    return {"up": report.get("up") is True,
-            "iface": iface if isinstance(iface, str) and len(iface) <= 15 else None,
-            "error": str(report.get("error") or "")[:300], "since": report.get("since"),
-            "lan": lan if is_address(lan) else None,
-            "endpoint": endpoint if isinstance(endpoint, str) and valid_endpoint(endpoint)
-            else None,
-            # peer node → hub | trying | direct, as the spoke's direct-path loop sees it
-            "paths": {str(k)[:63]: v for k, v in list(paths.items())[:MAX_PATHS]
-                      if v in ("hub", "trying", "direct")} if isinstance(paths, dict) else {}}
-
+    # the three are stored together, a missing port as null, as they always have been
+    return OverlayFacts.from_dict({"wg_public_key": key,
+                                   "lan": str(request.get("lan_address") or "")[:64],
+                                   "listen_port": request.get("wg_listen_port")})

@@ -17,9 +17,10 @@ from typing import Any
 
 from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
-from gpuhive.core import linkplan, nodeview, remote_probe
+from gpuhive.core import fact_codec, linkplan, nodeview, remote_probe
 from gpuhive.core import reliability as rel
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord
+from gpuhive.core.node_facts import GpuBench, LinkMeasure, SoftwareFacts
 from gpuhive.core.ranking import NodeView, Purpose
 from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.core.selection import (
@@ -103,23 +104,26 @@ class NodeOps:
     async def probe(self, target: str = "all") -> list[dict[str, Any]]:
         """Re-probe hardware and software on nodes now."""
         async def one(node: NodeRecord) -> dict[str, Any]:
+            software: SoftwareFacts | None = None  # an ssh node has no agent to probe it
             try:
                 if node.kind == NodeKind.AGENT:
                     data = json.loads(await self.nodes.output(
                         node, f"{NODE_PYTHON} -m gpuhive agent probe --json"))
-                    hw, software = Hardware.from_dict(data["hardware"]), data["software"]
+                    hw = Hardware.from_dict(data["hardware"])
+                    software = fact_codec.stored(SoftwareFacts.from_dict, data["software"])
                 else:
-                    hw, software = _ssh_probe(node, await self.nodes.output(
-                        node, remote_probe.PROBE_COMMAND)), {}
+                    hw = _ssh_probe(node, await self.nodes.output(
+                        node, remote_probe.PROBE_COMMAND))
             except (GpuhiveError, ValueError, KeyError, TypeError) as exc:
                 return {"node": node.name, "ok": False, "error": str(exc)}
             self.registry.save_heartbeats([(node.id, node.last_heartbeat or self.clock(),
                                             node.agent_state, hw, None)])
-            if software:
+            if software is not None:
                 self.registry.set_facts(node.id, software=software)
+            known = software or node.software
             return {"node": node.name, "ok": True, "gpus": len(hw.gpus),
                     "source": hw.probe_source, "hardware": hw.to_dict(),
-                    "software": software or node.software}
+                    "software": known.to_dict() if known else {}}
         return list(await asyncio.gather(*(one(n) for n in self.registry.select(target))))
 
     async def bench(self, target: str = "all", gpu: bool = True) -> list[dict[str, Any]]:
@@ -136,22 +140,22 @@ class NodeOps:
             quick = await self.nodes.measure_download(node, linkplan.PROBE_BYTES)
             down = await self.nodes.measure_download(node, linkplan.transfer_size(quick))
             up = await self.nodes.measure_upload(node, linkplan.transfer_size(down))
-            link: dict[str, Any] = {"rtt_ms": round(rtt, 2), "down_mbps": round(down, 1),
-                                    "up_mbps": round(up, 1), "measured_at": self.clock()}
+            measured_at = self.clock()
             skipped = gpu_bench_skipped(node, gpu)
             if skipped:  # keep what an earlier GPU bench measured: ranking uses it
-                if (node.link or {}).get("gpu"):
-                    link["gpu"] = node.link["gpu"]
+                bench = node.link.gpu if node.link is not None else None
             else:
-                link["gpu"] = json.loads(await self.nodes.output(
+                bench = _gpu_bench(node, await self.nodes.output(
                     node, f"{NODE_PYTHON} -m gpuhive.probe.gpubench"))
+            link = LinkMeasure(rtt_ms=round(rtt, 2), down_mbps=round(down, 1),
+                               up_mbps=round(up, 1), measured_at=measured_at, gpu=bench)
         except (GpuhiveError, ValueError) as exc:  # NodeSessions: a drop is NodeUnreachable
             return {"node": node.name, "ok": False, "error": str(exc)}
         self.registry.set_facts(node.id, link=link)
         if skipped:  # the stored figure is not this run's
             return {"node": node.name, "ok": True, "gpu_skipped": skipped,
-                    **{k: v for k, v in link.items() if k != "gpu"}}
-        return {"node": node.name, "ok": True, **link}
+                    **fact_codec.replace(link, gpu=None).to_dict()}
+        return {"node": node.name, "ok": True, **link.to_dict()}
 
 
 def _ssh_probe(node: NodeRecord, text: str) -> Hardware:
@@ -164,6 +168,17 @@ def _ssh_probe(node: NodeRecord, text: str) -> Hardware:
                             f"{node.name} -- uname -a` to see what its shell prints",
                             node=node.name)
     return hw
+
+
+def _gpu_bench(node: NodeRecord, output: str) -> GpuBench:
+    """The GPU bench's one JSON object (anything else is the node's error, not a figure)."""
+    data = json.loads(output)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"the GPU bench on {node.name} printed {output[:80]!r}, not a "
+                            "JSON object", hint=f"run `gpuhive nodes exec {node.name} -- "
+                            "python3 -m gpuhive.probe.gpubench` to see what it prints",
+                            node=node.name)
+    return GpuBench.from_dict(data)
 
 
 def _gpus(gpus: int | str | None) -> int | None:

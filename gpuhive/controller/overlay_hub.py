@@ -18,6 +18,7 @@ from gpuhive.config import Settings
 from gpuhive.controller.registry import Registry
 from gpuhive.core.endpoints import host_of
 from gpuhive.core.model import NodeRecord
+from gpuhive.core.node_facts import OverlayFacts
 from gpuhive.errors import GpuhiveError
 from gpuhive.overlay import config as wg_config
 from gpuhive.overlay import driver, keys
@@ -42,11 +43,11 @@ class OverlayHub:
     def public_key(self) -> str:
         return self.keypair.public_key
 
-    def welcome_for(self, overlay: dict[str, Any]) -> dict[str, Any] | None:
+    def welcome_for(self, overlay: OverlayFacts) -> dict[str, Any] | None:
         """What a node needs to bring its spoke up (None when it has no address)."""
-        if self.device is None or not overlay.get("ip"):
+        if self.device is None or not overlay.ip:
             return None
-        return {"ip": overlay["ip"], "subnet": self.settings.overlay_subnet,
+        return {"ip": overlay.ip, "subnet": self.settings.overlay_subnet,
                 "mtu": self.settings.overlay_mtu, "hub_public_key": self.public_key,
                 "hub_port": self.settings.overlay_port,
                 "hub_ip": hub_address(self.settings.overlay_subnet)}
@@ -65,8 +66,8 @@ class OverlayHub:
                  self.settings.overlay_port)
 
     def desired(self) -> list[wg_config.Peer]:
-        spokes = [(n.overlay["wg_public_key"], n.overlay["ip"]) for n in self.registry.list_nodes()
-                  if n.overlay.get("wg_public_key") and n.overlay.get("ip")]
+        spokes = [(ov.wg_public_key, ov.ip) for n in self.registry.list_nodes()
+                  if (ov := n.overlay) is not None and ov.wg_public_key and ov.ip]
         return wg_config.hub_peers(spokes)
 
     async def sync(self) -> list[list[str]]:
@@ -94,15 +95,16 @@ class OverlayHub:
         if self.device is None:
             return {"up": False, "iface": self.iface, "peers": []}
         peers = await asyncio.to_thread(driver.status, self.iface)
-        by_key = {n.overlay.get("wg_public_key"): n for n in self.registry.list_nodes()}
+        by_key = {n.overlay.wg_public_key: (n, n.overlay) for n in self.registry.list_nodes()
+                  if n.overlay is not None}
         out = []
         for p in peers:
-            node = by_key.get(p.public_key)
+            node, ov = by_key.get(p.public_key) or (None, None)
             out.append({"node": node.name if node else "?", "public_key": p.public_key,
-                        "overlay_ip": node.overlay.get("ip") if node else None,
+                        "overlay_ip": ov.ip if ov else None,
                         "endpoint": p.endpoint, "latest_handshake": p.latest_handshake,
                         "rx_bytes": p.rx_bytes, "tx_bytes": p.tx_bytes,
-                        "spoke": (node.overlay.get("status") or {}) if node else {}})
+                        "spoke": ov.status.to_dict() if ov and ov.status else {}})
         return {"up": True, "iface": self.iface, "kind": self.device.kind,
                 "hub_ip": hub_address(self.settings.overlay_subnet),
                 "port": self.settings.overlay_port, "public_key": self.public_key,
@@ -110,10 +112,11 @@ class OverlayHub:
 
     def pairs(self) -> list[dict[str, Any]]:
         """Every pair of spokes: how their traffic goes now, and why it could go direct."""
-        nodes = [n for n in self.registry.list_nodes() if n.overlay.get("ip")]
+        nodes = [n for n in self.registry.list_nodes() if n.overlay and n.overlay.ip]
         nets = [net for n in nodes if (net := node_net(n, {})) is not None]
         routes = pair_routes(nets, punch=self.settings.overlay_punch)
-        reports = {n.name: (n.overlay.get("status") or {}).get("paths") or {} for n in nodes}
+        reports = {n.name: dict(n.overlay.status.paths)
+                   if n.overlay and n.overlay.status else {} for n in nodes}
         modes = pair_modes([n.name for n in nodes], reports)
         live = {net.node for net in nets}  # a gone node has no paths, whatever it last said
         return [{"a": a, "b": b, "mode": mode if {a, b} <= live else "hub",
@@ -129,14 +132,15 @@ class OverlayHub:
 def node_net(node: NodeRecord, observed: dict[str, str]) -> NodeNet | None:
     """What the direct-path plan needs of a node; None unless its spoke is up and connected."""
     ov = node.overlay
-    status = ov.get("status") or {}
-    key, ip = ov.get("wg_public_key"), ov.get("ip")
-    if not key or not ip or not status.get("up") or not node.public_addr:
+    status = ov.status if ov is not None else None
+    if ov is None or status is None:
         return None
-    port = ov.get("listen_port")
+    key, ip = ov.wg_public_key, ov.ip
+    if not key or not ip or not status.up or not node.public_addr:
+        return None
     return NodeNet(node.name, key, ip,
                    public_ip=host_of(node.public_addr),
-                   lan_address=status.get("lan") or ov.get("lan") or None,
-                   listen_port=port if isinstance(port, int) else None,
-                   declared_endpoint=status.get("endpoint") or None,
+                   lan_address=status.lan or ov.lan or None,
+                   listen_port=ov.listen_port,
+                   declared_endpoint=status.endpoint or None,
                    observed_endpoint=observed.get(key))

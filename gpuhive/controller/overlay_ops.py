@@ -71,13 +71,15 @@ class OverlayOps:
             -> dict[str, Any]:
         """``progress`` gets a ``pair`` event before and after each pair is measured (the
         whole check takes a few seconds per pair)."""
-        nodes = [n for n in self.registry.select(target) if n.overlay.get("ip")]
+        addressed = [(n, n.overlay.ip) for n in self.registry.select(target)
+                     if n.overlay is not None and n.overlay.ip]
+        nodes = [n for n, _ip in addressed]
         if not nodes:
             raise NodeNotFound(f"none of {target!r} has an overlay address",
                                hint="see `gpuhive overlay status`")
         report = progress or (lambda _e: None)
         results = await check_io.check_pairs(
-            SessionRunner(self.nodes), [Target(n.name, n.overlay["ip"], n) for n in nodes],
+            SessionRunner(self.nodes), [Target(n.name, ip, n) for n, ip in addressed],
             opts=dataclasses.replace(self.check_options, nbytes=nbytes),
             pick_port=lambda: self.rng.randrange(*PORTS),
             progress=lambda p: report(pair_event(p)))

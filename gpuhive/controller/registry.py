@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from gpuhive.controller.db.registry_schema import REGISTRY_MIGRATIONS
-from gpuhive.core import tokens
+from gpuhive.core import fact_codec, tokens
 from gpuhive.core.model import Hardware, NodeEvent, NodeKind, NodeRecord, NodeStatus
 from gpuhive.core.names import did_you_mean
+from gpuhive.core.node_facts import LinkMeasure, OverlayFacts, SoftwareFacts
 from gpuhive.errors import EnrollRefused, NodeNotFound, StateError, TokenUnknown
 from gpuhive.migrations import migrate
 from gpuhive.overlay import addressing
@@ -33,6 +34,8 @@ _NODE_COLS = ("id, name, kind, public_key, host_key, forward_port, address, host
 # JSON columns that hold what the controller has learned about a node (see NodeRecord)
 FACT_COLUMNS = ("software", "policy", "reliability", "tasks", "thermal_events", "link",
                 "overlay")
+# the columns held typed (core/node_facts): converted here, at the SQLite edge
+TypedFact = SoftwareFacts | LinkMeasure | OverlayFacts
 
 
 class LiveRow(NamedTuple):
@@ -116,8 +119,8 @@ class Registry:
     def enroll(self, *, token_id: str, secret: str, name: str, name_given: bool, hostname: str,
                public_key: str, host_key: str, hardware: Hardware, public_addr: str,
                port_range: tuple[int, int], now: float,
-               facts: dict[str, Any] | None = None,
-               overlay: dict[str, Any] | None = None,
+               software: SoftwareFacts | None = None,
+               overlay: OverlayFacts | None = None,
                overlay_subnet: str = "") -> NodeRecord:
         """Verify and consume the token and register the node, all in one transaction.
 
@@ -149,19 +152,22 @@ class Registry:
                 self._event(node_id, now, "registered", f"token {token_id} from {public_addr}")
             db.execute("UPDATE tokens SET uses = uses + 1 WHERE id = ?", (token_id,))
             node_id = node.id if existing else node_id
-            self.set_facts(node_id, **(facts or {}))
+            if software is not None:
+                self.set_facts(node_id, software=software)
             if overlay is not None and overlay_subnet:
                 self._assign_overlay(node_id, overlay, overlay_subnet)
         return self.get_node(node_id)
 
-    def _assign_overlay(self, node_id: str, overlay: dict[str, Any], subnet: str) -> None:
-        rows = self._db.execute("SELECT id, overlay, removed_at FROM nodes").fetchall()
-        mine = next(json.loads(r[1]) for r in rows if r[0] == node_id)
-        taken = [json.loads(r[1]).get("ip") for r in rows if r[2] is None]
-        retired = [json.loads(r[1]).get("ip") for r in rows if r[2] is not None]
-        ip = addressing.assign(subnet, mine.get("ip"), [t for t in taken if t],
-                               [t for t in retired if t])
-        self.set_facts(node_id, overlay={**mine, **overlay, "ip": ip, "subnet": subnet})
+    def _assign_overlay(self, node_id: str, overlay: OverlayFacts, subnet: str) -> None:
+        rows = [(r[0], _overlay(r[1]), r[2]) for r in
+                self._db.execute("SELECT id, overlay, removed_at FROM nodes").fetchall()]
+        mine = next(ov for id_, ov, _ in rows if id_ == node_id)
+        taken = [ov.ip for _, ov, removed in rows if ov and ov.ip and removed is None]
+        retired = [ov.ip for _, ov, removed in rows if ov and ov.ip and removed is not None]
+        ip = addressing.assign(subnet, mine.ip if mine else None, taken, retired)
+        # what the node sent now wins over what it sent before; unknown keys are kept
+        merged = {**_json(mine), **overlay.to_dict(), "ip": ip, "subnet": subnet}
+        self.set_facts(node_id, overlay=OverlayFacts.from_dict(merged))
 
     def add_ssh_node(self, *, name: str, address: str, host_key: str, hostname: str,
                      hardware: Hardware, now: float) -> NodeRecord:
@@ -233,7 +239,13 @@ class Registry:
         return [LiveRow(r[0], r[1], NodeKind(r[2]), NodeStatus(r[3]), r[4])
                 for r in self._db.execute(sql, args).fetchall()]
 
+    def overlay_of(self, node_id: str) -> OverlayFacts | None:
+        """One node's overlay facts, without decoding the rest of its row."""
+        row = self._db.execute("SELECT overlay FROM nodes WHERE id = ?", (node_id,)).fetchone()
+        return _overlay(row[0]) if row else None
+
     def fact(self, node_id: str, name: str) -> Any:
+        """A fact column as the JSON it is stored as."""
         if name not in FACT_COLUMNS:
             raise ValueError(f"not a fact column: {name}")
         row = self._db.execute(f"SELECT {name}, registered_at FROM nodes WHERE id = ?",
@@ -296,17 +308,18 @@ class Registry:
                 " policy = COALESCE(?, policy)"
                 " WHERE id = ? AND removed_at IS NULL", rows)
 
-    def set_facts(self, node_id: str, **facts: Any) -> None:
-        """Store JSON facts (``software=…``, ``reliability=…``) of one node."""
+    def set_facts(self, node_id: str, **facts: object) -> None:
+        """Store facts of one node: typed ones (``software=SoftwareFacts(…)``, None for not
+        known) as their JSON, the others (``reliability=…``) as the JSON given."""
         bad = set(facts) - set(FACT_COLUMNS)
         if bad:
             raise ValueError(f"not a fact column: {sorted(bad)}")
         if facts:
             cols = ", ".join(f"{k} = ?" for k in facts)
             self._db.execute(f"UPDATE nodes SET {cols} WHERE id = ?",
-                             (*(json.dumps(v) for v in facts.values()), node_id))
+                             (*(json.dumps(_encode(k, v)) for k, v in facts.items()), node_id))
 
-    def set_facts_many(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    def set_facts_many(self, rows: Iterable[tuple[str, Mapping[str, object]]]) -> None:
         """``set_facts`` for many nodes in one transaction."""
         with self._tx():
             for node_id, facts in rows:
@@ -349,7 +362,31 @@ def _node(row: tuple[Any, ...]) -> NodeRecord:
         hardware=Hardware.from_dict(json.loads(hardware)) if hardware else None,
         agent_state=agent_state, status_reason=status_reason, last_heartbeat=last_heartbeat,
         connected_since=connected_since, public_addr=public_addr, removed_at=removed_at,
-        software=json.loads(software), policy=json.loads(policy),
-        reliability=json.loads(reliability), tasks=json.loads(tasks),
-        thermal_events=json.loads(thermal_events), link=json.loads(link),
-        overlay=json.loads(overlay))
+        software=fact_codec.stored(SoftwareFacts.from_dict, json.loads(software)),
+        policy=json.loads(policy), reliability=json.loads(reliability), tasks=json.loads(tasks),
+        thermal_events=json.loads(thermal_events),
+        link=fact_codec.stored(LinkMeasure.from_dict, json.loads(link)),
+        overlay=_overlay(overlay))
+
+
+def _overlay(text: str) -> OverlayFacts | None:
+    return fact_codec.stored(OverlayFacts.from_dict, json.loads(text))
+
+
+def _json(fact: TypedFact | None) -> dict[str, Any]:
+    return fact.to_dict() if fact is not None else {}
+
+
+_TYPED_COLUMNS: dict[str, type[TypedFact]] = {
+    "software": SoftwareFacts, "link": LinkMeasure, "overlay": OverlayFacts}
+
+
+def _encode(column: str, value: object) -> object:
+    """What a fact column stores: a typed fact's JSON ({} for None); other values as given
+    (the untyped columns, and rows tests plant as stored JSON)."""
+    kind = _TYPED_COLUMNS.get(column)
+    if kind is None or not (value is None or isinstance(value, TypedFact)):
+        return value
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{column} takes {kind.__name__}, not {type(value).__name__}")
+    return _json(value)

@@ -13,6 +13,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuhive.core.node_facts import LinkMeasure, OverlayFacts, SoftwareFacts
+
 
 class NodeStatus(str, enum.Enum):
     """Liveness as the controller judges it from heartbeats."""
@@ -149,14 +151,15 @@ class NodeRecord:
     connected_since: float | None = None
     public_addr: str = ""  # where the agent's link comes from, as the controller sees it
     removed_at: float | None = None
-    # what the controller has learned (JSON facts): see controller/facts.py
-    software: dict[str, Any] = field(default_factory=dict)  # probe.software.SoftwareInfo
+    # what the controller has learned: typed facts (core/node_facts.py; None: not known),
+    # and JSON facts read where they are used (core/nodeview.py)
+    software: SoftwareFacts | None = None  # the agent's software probe
     policy: dict[str, Any] = field(default_factory=dict)  # the owner's OwnerPolicy
     reliability: dict[str, Any] = field(default_factory=dict)  # core.reliability.Reliability
     tasks: dict[str, Any] = field(default_factory=dict)  # {"finished": [...], "failed": [...]}
     thermal_events: list[float] = field(default_factory=list)  # onsets of thermal slowdown
-    link: dict[str, Any] = field(default_factory=dict)  # rtt_ms, up/down Mbit/s, gpu bench
-    overlay: dict[str, Any] = field(default_factory=dict)  # ip, iface, wg key, endpoint
+    link: LinkMeasure | None = None  # the last `nodes bench`: RTT, Mbit/s, GPU bench
+    overlay: OverlayFacts | None = None  # wg key, overlay ip, the spoke's report
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,10 +170,16 @@ class NodeRecord:
             "forward_port": self.forward_port, "address": self.address,
             "hostname": self.hostname, "public_addr": self.public_addr,
             "hardware": self.hardware.to_dict() if self.hardware else None,
-            "removed_at": self.removed_at, "software": self.software,
+            "removed_at": self.removed_at, "software": _json(self.software),
             "policy": self.policy, "reliability": self.reliability, "tasks": self.tasks,
-            "thermal_events": self.thermal_events, "link": self.link, "overlay": self.overlay,
+            "thermal_events": self.thermal_events, "link": _json(self.link),
+            "overlay": _json(self.overlay),
         }
+
+
+def _json(fact: SoftwareFacts | LinkMeasure | OverlayFacts | None) -> dict[str, Any]:
+    """A typed fact as the JSON it is stored and shown as: ``{}`` when not known."""
+    return fact.to_dict() if fact is not None else {}
 
 
 @dataclass(frozen=True)

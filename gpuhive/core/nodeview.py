@@ -44,15 +44,16 @@ def agent_state_of(node: NodeRecord) -> AgentState:
 def view(node: NodeRecord, now: float) -> NodeView:
     hw = node.hardware or Hardware(hostname=node.hostname, cpu=CpuInfo(cores=0),
                                    memory_total_mib=0)
-    link = node.link or {}
-    gpu_bench = link.get("gpu") or {}
+    link = node.link
+    gpu_bench = link.gpu if link is not None else None
     return NodeView(
         node_id=node.id, name=node.name, hardware=hw, status=node.status,
         agent_state=agent_state_of(node),
-        reliability=rel.score_at(reliability_of(node), now), rtt_ms=link.get("rtt_ms"),
+        reliability=rel.score_at(reliability_of(node), now),
+        rtt_ms=link.rtt_ms if link is not None else None,
         thermal_events=tuple(node.thermal_events), tasks=tasks_of(node),
         policy=policy_of(node), utc_offset_s=hw.utc_offset_s,
-        measured_tflops=gpu_bench.get("matmul_tflops"))
+        measured_tflops=gpu_bench.matmul_tflops if gpu_bench is not None else None)
 
 
 def thermal_onsets(before: Hardware | None, after: Hardware, now: float) -> int:

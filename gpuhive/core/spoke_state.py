@@ -2,8 +2,9 @@
 `gpuhive nodes` and the dashboard share. Pure.
 
 The agent sends its spoke's report in every heartbeat (``agent/overlay_spoke.report``);
-the controller keeps it in ``node.overlay["status"]`` next to the address it assigned at
-enroll (``node.overlay["ip"]``) and forgets it when the link closes.
+the controller keeps it in ``node.overlay.status`` (a ``SpokeReport``) next to the address
+it assigned at enroll (``node.overlay.ip``) and forgets it when the link closes.
+``SpokeView`` is the judgement as `nodes --json` (``overlay_state``) and the CLI read it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from gpuhive.core import fact_codec as codec
+from gpuhive.core.node_facts import OverlayFacts
 
 
 class SpokeState(str, enum.Enum):
@@ -33,18 +37,14 @@ class Spoke:
     direct: int = 0  # other spokes this one reaches without the hub
 
     @classmethod
-    def of(cls, overlay: Mapping[str, Any] | None) -> Spoke:
-        overlay = overlay or {}
-        status = overlay.get("status")
-        ip = overlay.get("ip") or None
-        if not isinstance(status, Mapping):
+    def of(cls, overlay: OverlayFacts | None) -> Spoke:
+        if overlay is None:
+            return cls()
+        ip, status = overlay.ip or None, overlay.status
+        if status is None:
             return cls(ip=ip)
-        paths = status.get("paths")
-        direct = sum(1 for v in paths.values() if v == "direct") \
-            if isinstance(paths, Mapping) else 0
-        return cls(ip=ip, reported=True, up=status.get("up") is True,
-                   error=str(status.get("error") or ""), iface=status.get("iface") or None,
-                   direct=direct)
+        return cls(ip=ip, reported=True, up=status.up, error=status.error,
+                   iface=status.iface or None, direct=status.direct)
 
     @property
     def usable(self) -> bool:
@@ -70,10 +70,48 @@ class Spoke:
             return ""
         return _PROBLEMS[state].format(error=self.error)
 
+    def view(self, overlay_on: bool) -> SpokeView:
+        return SpokeView(state=self.state(overlay_on).value, ip=self.ip, iface=self.iface,
+                         error=self.error, direct=self.direct,
+                         problem=self.problem() if overlay_on else "")
+
     def to_dict(self, overlay_on: bool) -> dict[str, Any]:
-        return {"state": self.state(overlay_on).value, "ip": self.ip, "iface": self.iface,
-                "error": self.error, "direct": self.direct,
-                "problem": self.problem() if overlay_on else ""}
+        return self.view(overlay_on).to_dict()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpokeView:
+    """A node's spoke as the controller judged it (``overlay_state``). ``state`` is a
+    ``SpokeState`` value, kept as text: a newer controller may send one this CLI lacks."""
+
+    state: str = SpokeState.UNKNOWN.value
+    ip: str | None = None
+    iface: str | None = None
+    error: str = ""
+    direct: int = 0
+    problem: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SpokeView:
+        values, _present, _extra = codec.read(d, _VIEW_READERS)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        # a judgement, not stored facts: always every key
+        return {"state": self.state, "ip": self.ip, "iface": self.iface, "error": self.error,
+                "direct": self.direct, "problem": self.problem}
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise codec.WrongType
+    return v
+
+
+_VIEW_READERS: dict[str, codec.Reader] = {
+    "state": codec.text, "ip": codec.opt_text, "iface": codec.opt_text,
+    "error": codec.text, "direct": _count, "problem": codec.text,
+}
 
 
 _PROBLEMS = {

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import CpuInfo, GpuInfo, Hardware, NodeRecord, NodeStatus
+from gpuhive.core.node_facts import OverlayFacts
 
 NOW = 1_000_000.0
 FORWARD_PORTS = (24000, 24999)
@@ -35,8 +36,8 @@ def enroll_agent(registry: Registry, name: str, *, hardware: Hardware | None = N
                  overlay_subnet: str = "10.77.0.0/16") -> NodeRecord:
     """An enrolled agent node (its own token, node key and forward port); with
     ``wg_public_key`` it is an overlay spoke with an address from ``overlay_subnet``."""
-    overlay = {"wg_public_key": wg_public_key, "lan": "", "listen_port": 51820} \
-        if wg_public_key else None
+    overlay = OverlayFacts.from_dict({"wg_public_key": wg_public_key, "lan": "",
+                                      "listen_port": 51820}) if wg_public_key else None
     rec, secret = registry.create_token(name, 3600, 1, now)
     node = registry.enroll(token_id=rec.token_id, secret=secret, name=name, name_given=True,
                            hostname=name, public_key=f"ssh-ed25519 NODEKEY{name}",

@@ -76,11 +76,11 @@ def candidates(sel: Selection, nodes: list[NodeRecord], overlay: bool) -> list[C
     out = []
     for r in sel.chosen:
         node = by_name[r.name]
-        spoke = Spoke.of(node.overlay)
+        spoke, sw = Spoke.of(node.overlay), node.software
         out.append(Candidate(
             node.name, len(r.gpu_indices) if gpu_job else 0,
             spoke.ip if spoke.usable else None, spoke.iface if spoke.usable else None,
-            host_of(node.public_addr), node.software.get("torch"), node.software.get("nccl"),
+            host_of(node.public_addr), sw.torch if sw else None, sw.nccl if sw else None,
             overlay_problem=spoke.problem() if overlay else ""))
     return out
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from gpuhive.cli.nodes_show import bench_line, probe_line, rank_lines, show_lines
 from gpuhive.cli.render import nodes_table
 from gpuhive.core.model import CpuInfo, GpuInfo, Hardware, NodeKind, NodeRecord, NodeStatus
+from gpuhive.core.node_facts import LinkMeasure, OverlayFacts, SoftwareFacts
 from gpuhive.core.spoke_state import Spoke
 
 NOW = time.time()
@@ -36,12 +37,13 @@ def view(name: str, gpus: list[GpuInfo], *, status: NodeStatus = NodeStatus.ONLI
                      hardware=hw, agent_state=agent_state, last_heartbeat=NOW - 2,
                      connected_since=NOW - 300, public_addr="198.18.0.13:40012",
                      hostname=f"{name}-box",
-                     software={"python": "3.11.7", "torch": "2.13.0", "nccl": "2.21.5",
-                               "torch_cuda": "12.4", "llama_server": None,
-                               "llama_cpp_python": True},
-                     link={"rtt_ms": 12.3, "down_mbps": 95.0, "up_mbps": 40.0},
-                     overlay=overlay if overlay is not None else {
-                         "ip": "10.77.0.2", "status": {"up": True, "iface": "ghv0"}})
+                     software=SoftwareFacts.from_dict({
+                         "python": "3.11.7", "torch": "2.13.0", "nccl": "2.21.5",
+                         "torch_cuda": "12.4", "llama_server": None, "llama_cpp_python": True}),
+                     link=LinkMeasure.from_dict({"rtt_ms": 12.3, "down_mbps": 95.0,
+                                                 "up_mbps": 40.0}),
+                     overlay=OverlayFacts.from_dict(overlay if overlay is not None else {
+                         "ip": "10.77.0.2", "status": {"up": True, "iface": "ghv0"}}))
     d = rec.to_dict()
     d.update(reliability_score=0.71, reason="", connected=True,
              overlay_state=Spoke.of(rec.overlay).to_dict(overlay_on))

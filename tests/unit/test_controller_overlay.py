@@ -31,6 +31,7 @@ from gpuhive.controller.overlay_ops import (
 )
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import CpuInfo, Hardware
+from gpuhive.core.node_facts import OverlayFacts
 from gpuhive.core.remote_probe import NODE_PYTHON
 from gpuhive.errors import NodeNotFound
 from gpuhive.overlay import driver, keys
@@ -107,8 +108,9 @@ def _enroll(reg: Registry, name: str) -> str:
     node = reg.enroll(token_id=rec.token_id, secret=secret, name=name, name_given=True,
                       hostname=name, public_key=f"K{name}", host_key=f"H{name}", hardware=HW,
                       public_addr="198.18.0.11:40000", port_range=(24000, 24100), now=1.0,
-                      overlay={"wg_public_key": keys.generate_keypair().public_key,
-                               "lan": "192.168.1.2", "listen_port": 51821},
+                      overlay=OverlayFacts.from_dict({
+                          "wg_public_key": keys.generate_keypair().public_key,
+                          "lan": "192.168.1.2", "listen_port": 51821}),
                       overlay_subnet="10.77.0.0/16")
     return node.id
 
@@ -135,7 +137,9 @@ def pool(tmp_path: Path, names: tuple[str, ...] = ("alice", "bob", "carol"),
     net = FakeOverlay(nodes)
     for name in names:
         _enroll(reg, name)
-        net.add(name, reg.get_node(name).overlay["ip"])
+        overlay = reg.get_node(name).overlay
+        assert overlay is not None and overlay.ip
+        net.add(name, overlay.ip)
     return Pool(reg, nodes, net, OverlayOps(reg, nodes, hub, check_options=FAST,
                                             rng=random.Random(7), clock=lambda: 1000.0))
 
@@ -276,7 +280,7 @@ def test_the_hub_s_handshakes_explain_failing_pairs(tmp_path: Path,
     p = pool(tmp_path, ("alice", "bob", "carol", "dave"), hub=hub)
     hub.registry = p.reg
     hub.device = driver.Device("ghv0", None, "userspace", None, 51820, hub.public_key)
-    key = {n.name: n.overlay["wg_public_key"] for n in p.reg.list_nodes()}
+    key = {n.name: n.overlay.wg_public_key for n in p.reg.list_nodes() if n.overlay}
     handshakes = {"alice": 995, "bob": 990, "carol": None, "dave": 100}  # the clock is 1000
     monkeypatch.setattr(driver, "status", lambda iface, ns=None: [
         PeerStatus(key[n], f"198.18.0.1{i}:51821", (), at, 0, 0, 25)

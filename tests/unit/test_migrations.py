@@ -53,8 +53,10 @@ def test_a_0_1_0_registry_upgrades_in_place_with_nothing_lost(old_home: Path) ->
     assert alice.status == NodeStatus.ONLINE and alice.forward_port == 40000
     assert alice.hardware is not None and alice.hardware.gpus[0].name == \
         "NVIDIA GeForce RTX 3090"
-    assert alice.software["torch"] == "2.13.0+cpu" and alice.link["rtt_ms"] == 21.5
-    assert alice.overlay["ip"].startswith("10.77.") and alice.tasks["finished"]
+    assert alice.software and alice.software.torch == "2.13.0+cpu"
+    assert alice.link and alice.link.rtt_ms == 21.5
+    assert alice.overlay and alice.overlay.ip and alice.overlay.ip.startswith("10.77.")
+    assert alice.tasks["finished"]
     assert live["bob"].status_reason == "missed 3 heartbeats"
     carol = reg.get_node("carol", include_removed=True)
     assert carol.status == NodeStatus.REMOVED and carol.removed_at is not None

@@ -10,6 +10,7 @@ from gpuhive.core.model import (
     NodeRecord,
     NodeStatus,
 )
+from gpuhive.core.node_facts import LinkMeasure
 
 
 def _hw(*reasons: list[str]) -> Hardware:
@@ -43,7 +44,7 @@ def test_view_assembles_ranking_input() -> None:
     node = _node(hardware=_hw([]), agent_state="draining", reliability=r.to_dict(),
                  policy={"max_gpus": 1, "schedule": "22:00-08:00", "bogus": 1},
                  tasks={"finished": [5.0, 6.0], "failed": [6.0]}, thermal_events=[7.0],
-                 link={"rtt_ms": 12.5, "gpu": {"matmul_tflops": 600.0}})
+                 link=LinkMeasure.from_dict({"rtt_ms": 12.5, "gpu": {"matmul_tflops": 600.0}}))
     v = nodeview.view(node, 2000.0)
     assert v.agent_state == AgentState.DRAINING
     assert v.policy.max_gpus == 1 and v.policy.schedule == "22:00-08:00"

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from gpuhive.config import Settings
-from gpuhive.controller.hive import Hive, _spoke_status
+from gpuhive.controller.hive import Hive
 from gpuhive.controller.overlay_hub import OverlayHub, node_net
 from gpuhive.controller.registry import Registry
 from gpuhive.core.endpoints import valid_endpoint
 from gpuhive.core.messages import Message, decode, encode
 from gpuhive.core.model import CpuInfo, Hardware
+from gpuhive.core.node_facts import OverlayFacts
+from gpuhive.core.spoke_report import SpokeReport
 from gpuhive.overlay import driver, keys
 from gpuhive.overlay.direct import DirectCandidate, from_wire, to_wire
 from gpuhive.overlay.parse import PeerStatus
@@ -53,12 +55,12 @@ def test_endpoints_may_be_addresses_or_dynamic_dns_names() -> None:
 
 
 def test_spoke_reports_are_cleaned() -> None:
-    st = _spoke_status({"up": True, "iface": "ghv0", "lan": "not an ip",
-                        "endpoint": "203.0.113.7:51821",
-                        "paths": {"b": "direct", "c": "warp", "d": "hub"}})
+    st = SpokeReport.from_heartbeat({"up": True, "iface": "ghv0", "lan": "not an ip",
+                                     "endpoint": "203.0.113.7:51821",
+                                     "paths": {"b": "direct", "c": "warp", "d": "hub"}})
     assert st is not None
-    assert st["lan"] is None and st["endpoint"] == "203.0.113.7:51821"
-    assert st["paths"] == {"b": "direct", "d": "hub"}
+    assert st.lan is None and st.endpoint == "203.0.113.7:51821"
+    assert st.paths == {"b": "direct", "d": "hub"}
 
 
 class FakeSend:
@@ -83,8 +85,9 @@ def _enroll(reg: Registry, name: str, lan: str, public: str) -> str:
     node = reg.enroll(token_id=rec.token_id, secret=secret, name=name, name_given=True,
                       hostname=name, public_key=f"K{name}", host_key=f"H{name}", hardware=HW,
                       public_addr=f"{public}:40000", port_range=(24000, 24100), now=1.0,
-                      overlay={"wg_public_key": keys.generate_keypair().public_key,
-                               "lan": lan, "listen_port": 51821},
+                      overlay=OverlayFacts.from_dict({
+                          "wg_public_key": keys.generate_keypair().public_key,
+                          "lan": lan, "listen_port": 51821}),
                       overlay_subnet="10.77.0.0/16")
     ov = reg.fact(node.id, "overlay") or {}
     reg.set_facts(node.id, overlay={**ov, "status": {"up": True, "lan": lan}})

@@ -13,6 +13,7 @@ from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.core.model import CpuInfo, Hardware, NodeStatus
+from gpuhive.core.node_facts import OverlayFacts
 from gpuhive.core.ranking import NodeView, Purpose
 from gpuhive.core.selection import TrainNeed, select_for_serving, select_for_training
 from gpuhive.core.spoke_state import Spoke, SpokeState
@@ -51,7 +52,7 @@ def cpu(name: str, **kw: Any) -> NodeView:
 ])
 def test_spoke_state_from_the_stored_report(overlay: dict, on: bool, state: SpokeState) \
         -> None:
-    spoke = Spoke.of(overlay)
+    spoke = Spoke.of(OverlayFacts.from_dict(overlay))
     assert spoke.state(on) is state
     assert spoke.to_dict(on)["state"] == state.value
     assert spoke.usable == (state is SpokeState.UP or (not on and spoke.up))
@@ -59,10 +60,11 @@ def test_spoke_state_from_the_stored_report(overlay: dict, on: bool, state: Spok
 
 
 def test_a_down_spoke_names_its_own_error_and_counts_direct_paths() -> None:
-    spoke = Spoke.of({"ip": "10.77.0.4", "status": {"up": False, "error": WG_ERROR}})
+    spoke = Spoke.of(OverlayFacts.from_dict({"ip": "10.77.0.4",
+                                             "status": {"up": False, "error": WG_ERROR}}))
     assert spoke.problem() == f"its WireGuard spoke is down: {WG_ERROR}"
-    up = Spoke.of({"ip": "10.77.0.2", "status": {"up": True, "paths": {
-        "a": "direct", "b": "hub", "c": "direct", "d": "trying"}}})
+    up = Spoke.of(OverlayFacts.from_dict({"ip": "10.77.0.2", "status": {"up": True, "paths": {
+        "a": "direct", "b": "hub", "c": "direct", "d": "trying"}}}))
     assert up.direct == 2
 
 
