@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gpuhive.config import Settings, home_dir, load_settings
+from gpuhive.controller import admin_api as api
 from gpuhive.controller import admin_client
 from gpuhive.controller.home import ControllerHome
 from gpuhive.errors import StateError
@@ -24,13 +25,19 @@ def controller_home() -> ControllerHome:
     return ControllerHome(home())
 
 
-def admin(method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+R = TypeVar("R")
+
+
+def admin(req: api.Request[R], *, on_event: admin_client.OnEvent | None = None,
+          timeout: float | None = 120.0) -> R:
+    """Ask the controller of this home: ``req`` is a request of the admin contract, the
+    answer its response type."""
     h = controller_home()
     if not h.initialized() and not h.admin_socket.exists():
         raise not_a_controller_home(h.root, home_set="GPUHIVE_HOME" in os.environ,
                                     agent_home=(h.root / "agent.json").exists(),
                                     labs=_running_lab_homes())
-    return admin_client.call(h.admin_socket, method, params, **kw)
+    return admin_client.request(h.admin_socket, req, on_event=on_event, timeout=timeout)
 
 
 def not_a_controller_home(root: Path, *, home_set: bool, agent_home: bool,

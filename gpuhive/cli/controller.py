@@ -13,6 +13,7 @@ import typer
 
 from gpuhive.cli import common, status_view
 from gpuhive.cli.render import out, print_json
+from gpuhive.controller import admin_api as api
 from gpuhive.errors import ControllerUnavailable, StateError
 from gpuhive.pids import alive
 
@@ -83,7 +84,7 @@ def up(
                 raise StateError(f"the controller exited at start: {' '.join(tail)}",
                                  hint=f"see {home.log_file}")
             try:
-                st = common.admin("status", timeout=2)
+                st = common.admin(api.Status(), timeout=2)
                 out.print(f"controller running (pid {st['pid']}), hive endpoint "
                           f"{st['listen']}, log {home.log_file}")
                 return
@@ -122,12 +123,12 @@ def status(
     """The hive at a glance: controller, nodes, jobs, serving, recent events. Live in a
     terminal (q or Ctrl-C quits); --once or a pipe prints it once."""
     if json_out:
-        print_json(common.admin("overview"))
+        print_json(common.admin(api.Overview()))
         return
     if once or not sys.stdout.isatty():
-        out.print(status_view.render(common.admin("overview")))
+        out.print(status_view.render(common.admin(api.Overview())))
         return
-    status_view.live(lambda: common.admin("overview"), interval)
+    status_view.live(lambda: common.admin(api.Overview()), interval)
 
 
 def _running(pid_file: os.PathLike[str]) -> int | None:

@@ -8,6 +8,7 @@ import typer
 
 from gpuhive.cli import common
 from gpuhive.cli.render import age, err, out, plain_table, print_json, status_text
+from gpuhive.controller import admin_api as api
 
 app = typer.Typer(help="Create, list and revoke join tokens: `gpuhive invite --name FRIEND` "
                   "(or `--anyone`), `invite ls`, `invite revoke ID|NAME`.",
@@ -34,7 +35,7 @@ def create(
         err.print(f"Try '{ctx.command_path} --help' for help.\n")
         err.print(f"[red]error:[/red] {problem}")
         raise typer.Exit(2)
-    inv = common.admin("invite.create", {"name": name, "ttl": ttl, "uses": uses})
+    inv = common.admin(api.InviteCreate(name=name, ttl=ttl, uses=uses))
     if json_out:
         print_json(inv)
         return
@@ -57,7 +58,7 @@ def usage_problem(name: str, anyone: bool) -> str:
 def list_(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
         -> None:
     """List join tokens and their state (valid, used, expired, revoked). Secrets are not kept."""
-    rows = common.admin("invite.list")
+    rows = common.admin(api.InviteList())
     if json_out:
         print_json(rows)
         return
@@ -76,7 +77,7 @@ def revoke(token: str = typer.Argument(..., help="token id or name from `gpuhive
         -> None:
     """Revoke a join token (by id, or by the name of its one valid token) so nobody can
     enroll with it any more."""
-    r = common.admin("invite.revoke", {"token": token})
+    r = common.admin(api.InviteRevoke(token=token))
     named = f" ({r['name']})" if r.get("name") else ""
     out.print(f"join token {r['id']}{named} revoked")
 

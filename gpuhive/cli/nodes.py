@@ -10,6 +10,7 @@ import typer
 from gpuhive.cli import common
 from gpuhive.cli.nodes_show import bench_line, probe_line, rank_lines, show_lines
 from gpuhive.cli.render import err, nodes_table, out, print_json
+from gpuhive.controller import admin_api as api
 from gpuhive.core.units import parse_size_mib
 from gpuhive.errors import ConfigError
 
@@ -46,7 +47,7 @@ def ls(json_out: bool = typer.Option(False, "--json", help="machine-readable out
        all_: bool = typer.Option(False, "--all", help="include removed nodes"),
        wide: bool = typer.Option(False, "--wide", help=_WIDE_HELP)) -> None:
     """List every node: the same as `gpuhive nodes`."""
-    nodes = common.admin("nodes.list", {"include_removed": all_})
+    nodes = common.admin(api.NodesList(include_removed=all_))
     if json_out:
         print_json(nodes)
         return
@@ -60,7 +61,7 @@ def ls(json_out: bool = typer.Option(False, "--json", help="machine-readable out
 def show(name: str, json_out: bool = typer.Option(False, "--json", help="machine-readable "
                                                   "output")) -> None:
     """One node in detail: connection, overlay, reliability, hardware, software, history."""
-    n = common.admin("nodes.show", {"name": name})
+    n = common.admin(api.NodesShow(name=name))
     if json_out:
         print_json(n)
         return
@@ -71,7 +72,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="machine
 @app.command()
 def rm(name: str) -> None:
     """Remove a node: its sessions close, its forward goes, its key stops working at once."""
-    r = common.admin("nodes.remove", {"name": name})
+    r = common.admin(api.NodesRemove(name=name))
     out.print(f"node {r['name']} removed ({r['closed_links']} link(s) closed)")
 
 
@@ -96,7 +97,7 @@ def exec(  # the subcommand is called exec
         stream.write(f"[{ev['node']}] {ev['line']}\n")
         stream.flush()
 
-    results = common.admin("nodes.exec", {"target": target, "argv": command, "fresh": fresh},
+    results = common.admin(api.NodesExec(target=target, argv=tuple(command), fresh=fresh),
                            on_event=show_line, timeout=None)
     failed = [r for r in results if r["exit_status"] != 0]
     if json_out:
@@ -122,7 +123,7 @@ def add(
     The controller's client key must be in that user's authorized_keys
     (print it with `gpuhive init --show-key`). The host key is pinned on first contact.
     """
-    n = common.admin("nodes.add", {"address": address, "name": name})
+    n = common.admin(api.NodesAdd(address=address, name=name))
     out.print(f"node {n['name']} added ({n['address']}); host key {n['host_key_fingerprint']} "
               "pinned")
 
@@ -151,9 +152,8 @@ def rank(
         need = parse_size_mib(min_vram)
     except ValueError as exc:
         raise ConfigError(str(exc), key="min-vram") from exc
-    r = common.admin("nodes.rank", {"gpus": gpus, "min_vram_mib": need, "purpose": for_,
-                                    "precision": precision, "nodes": nodes,
-                                    "backend": backend})
+    r = common.admin(api.NodesRank(gpus=gpus, min_vram_mib=need, purpose=for_,
+                                   precision=precision, nodes=nodes, backend=backend))
     if json_out:
         print_json(r)
     else:
@@ -172,7 +172,7 @@ def probe(
 ) -> None:
     """Probe hardware and software on nodes now (GPUs, drivers, torch, NCCL, llama.cpp)."""
     with err.status("probing…"):
-        results = common.admin("nodes.probe", {"target": target}, timeout=None)
+        results = common.admin(api.NodesProbe(target=target), timeout=None)
     if json_out:
         print_json(results)
     else:
@@ -192,7 +192,7 @@ def bench(
     A node without a GPU gets the link measurement only, and says so.
     """
     with err.status("measuring…"):
-        results = common.admin("nodes.bench", {"target": target, "gpu": not no_gpu},
+        results = common.admin(api.NodesBench(target=target, gpu=not no_gpu),
                                timeout=None)
     if json_out:
         print_json(results)

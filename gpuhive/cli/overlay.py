@@ -9,6 +9,7 @@ import typer
 
 from gpuhive.cli import common
 from gpuhive.cli.render import age, err, out, plain_table, print_json
+from gpuhive.controller import admin_api as api
 from gpuhive.core.spoke_report import SpokeReport
 
 app = typer.Typer(help="The WireGuard overlay that carries rank-to-rank training traffic.")
@@ -19,7 +20,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="machine-readable
         -> None:
     """Each peer of the hub (overlay IP, endpoint, last handshake, bytes, its spoke's state),
     then every pair of spokes: direct, trying, or through the hub."""
-    st = common.admin("overlay.status")
+    st = common.admin(api.OverlayStatus())
     if json_out:
         print_json(st)
         return
@@ -72,7 +73,7 @@ def check(
             else:
                 err.print(pair_progress_line(ev))
 
-        r = common.admin("overlay.check", {"target": nodes, "nbytes": megabytes * 1_000_000},
+        r = common.admin(api.OverlayCheck(target=nodes, nbytes=megabytes * 1_000_000),
                          on_event=show, timeout=None)
     if json_out:
         print_json(r)

@@ -9,6 +9,7 @@ from typer.core import TyperGroup
 
 from gpuhive.cli import common
 from gpuhive.cli.render import age, err, out, plain_table, print_json, status_text
+from gpuhive.controller import admin_api as api
 
 
 class _ModelOrCommand(TyperGroup):
@@ -41,9 +42,9 @@ def serve(
     Exits 0 only when all the replicas asked for are ready; "2 of 3 placed (why)" otherwise.
     """
     with out.status(f"placing {replicas} replica(s) of {model}…"):
-        r = common.admin("serve.start", {"model": model, "replicas": replicas, "ctx": context},
+        r = common.admin(api.ServeStart(model=model, replicas=replicas, ctx=context),
                          timeout=None)
-    st = common.admin("status")
+    st = common.admin(api.Status())
     out.print(f"{r['model']} (about {r['need_mib']} MiB per replica): {r['summary']}")
     for rep in r["replicas"]:
         out.print(f"  {rep['node']}: {status_text(rep['state'])} {rep['error']}".rstrip())
@@ -62,7 +63,7 @@ def serve_ls(json_out: bool = typer.Option(False, "--json", help="machine-readab
         -> None:
     """Replicas: model, node, state, restarts, tokens/s (as answers through the gateway
     measured it, recent ones weighing more), requests in flight."""
-    rows = common.admin("serve.list")
+    rows = common.admin(api.ServeList())
     if json_out:
         print_json(rows)
         return
@@ -80,7 +81,7 @@ def serve_ls(json_out: bool = typer.Option(False, "--json", help="machine-readab
 @serve_app.command("stop")
 def serve_stop(model: str) -> None:
     """Stop every replica of a model; its engines are gone from every node."""
-    r = common.admin("serve.stop", {"model": model}, timeout=60)
+    r = common.admin(api.ServeStop(model=model), timeout=60)
     out.print(f"{r['model']}: {r['stopped']} replica(s) stopped")
 
 
@@ -92,8 +93,8 @@ def keys_create(
     tokens_per_day: int = typer.Option(None, help="tokens per day"),
 ) -> None:
     """Create a key; its secret is printed once and only its hash is kept."""
-    k = common.admin("keys.create", {"name": name, "models": models or None, "rpm": rpm,
-                                     "tokens_per_day": tokens_per_day})
+    k = common.admin(api.KeysCreate(name=name, models=tuple(models) if models else None,
+                                    rpm=rpm, tokens_per_day=tokens_per_day))
     out.print(f"API key {k['name']} created; use it as the Bearer token (shown once):\n")
     out.print(f"  {k['token']}\n")
 
@@ -102,7 +103,7 @@ def keys_create(
 def keys_ls(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) \
         -> None:
     """Keys with their scope, limits and state (never their secrets)."""
-    rows = common.admin("keys.list")
+    rows = common.admin(api.KeysList())
     if json_out:
         print_json(rows)
         return
@@ -116,5 +117,5 @@ def keys_ls(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 @keys_app.command("revoke")
 def keys_revoke(key: str) -> None:
     """Revoke a key (by id or name): the next request with it is refused."""
-    k = common.admin("keys.revoke", {"key": key})
+    k = common.admin(api.KeysRevoke(key=key))
     out.print(f"API key {k['name']} revoked")

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -15,8 +15,12 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from gpuhive.cli import common, jobs_view
 from gpuhive.cli.render import out, plain_table, print_json, status_text
+from gpuhive.controller import admin_api as api
 from gpuhive.controller.job_store import JobNotFound
 from gpuhive.errors import ConfigError, ControllerUnavailable, JobAlreadyEnded
+
+if TYPE_CHECKING:
+    from gpuhive.train.spec import JobSpec
 
 jobs_app = typer.Typer(help="Training jobs: list, follow logs, cancel.")
 # the controller's "no job X" comes back as this class (exit 5) only once it is imported here
@@ -85,22 +89,22 @@ def train(
     if emit:
         _emit(spec, emit, image)
         return
-    job = common.admin("jobs.submit", {"spec": {**_spec_values(spec)}})
+    job = common.admin(api.JobsSubmit(spec=_train_spec(spec)))
     out.print(f"job {job['id']} submitted: {escape(spec.script)} on {spec.nodes_text} node(s)")
     if detach:
         out.print(f"follow it with `gpuhive jobs logs {job['id']} -f`")
         return
-    _follow(job["id"])
+    _follow(api.JobsLogs(job=job["id"], follow=True))
 
 
-def _spec_values(spec: Any) -> dict[str, Any]:
-    d = spec.to_dict()
-    return {"script": d["script"], "args": d["args"], "workdir": d["workdir"],
-            "nodes": spec.nodes_text, "gpus_per_node": d["gpus_per_node"] if
-            d["gpus_per_node"] is not None else "auto", "min_vram": f"{d['min_vram_mib']}M",
-            "backend": d["backend"], "requirements": d["requirements"],
-            "max_restarts": d["max_restarts"], "name": d["name"], "mode": d["mode"],
-            "sync_every": d["sync_every"], "compress": d["compress"], "env": d["env"]}
+def _train_spec(spec: JobSpec) -> api.TrainSpec:
+    gpn = spec.gpus_per_node
+    return api.TrainSpec(
+        script=spec.script, args=tuple(spec.args), workdir=spec.workdir, nodes=spec.nodes_text,
+        gpus_per_node=gpn if gpn is not None else "auto", min_vram=f"{spec.min_vram_mib}M",
+        backend=spec.backend, requirements=spec.requirements, max_restarts=spec.max_restarts,
+        name=spec.name, mode=spec.mode, sync_every=spec.sync_every, compress=spec.compress,
+        env=dict(spec.env))
 
 
 def _emit(spec: Any, kind: str, image: str) -> None:
@@ -115,7 +119,8 @@ def _emit(spec: Any, kind: str, image: str) -> None:
     sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
 
 
-def _follow(job_id: str, filters: dict[str, Any] | None = None) -> None:
+def _follow(logs: api.JobsLogs) -> None:
+    job_id = logs.job
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), console=out, transient=True)
     bars: dict[str, Any] = {}
@@ -146,14 +151,13 @@ def _follow(job_id: str, filters: dict[str, Any] | None = None) -> None:
             out.print(f"[dim]· {escape(jobs_view.event_text(ev['kind'], ev['detail']))}[/dim]")
 
     try:
-        job = common.admin("jobs.logs", {"job": job_id, "follow": True, **(filters or {})},
-                           on_event=show, timeout=None)
+        job = common.admin(logs, on_event=show, timeout=None)
     except KeyboardInterrupt:
         done_with_bars()
         out.print(f"\ncancelling job {job_id}…")
         try:
             with contextlib.suppress(ControllerUnavailable):
-                common.admin("jobs.cancel", {"job": job_id}, timeout=60)
+                common.admin(api.JobsCancel(job=job_id), timeout=60)
         except JobAlreadyEnded as exc:  # it ended while Ctrl-C was on its way
             out.print(escape(exc.message))
             raise typer.Exit(130) from None
@@ -167,7 +171,7 @@ def _follow(job_id: str, filters: dict[str, Any] | None = None) -> None:
 
 
 def _list(json_out: bool) -> None:
-    jobs = common.admin("jobs.list")
+    jobs = common.admin(api.JobsList())
     if json_out:
         print_json(jobs)
         return
@@ -201,7 +205,7 @@ def jobs_ls(json_out: bool = typer.Option(False, "--json", help="machine-readabl
 def jobs_show(job: str, json_out: bool = typer.Option(False, "--json",
                                                       help="machine-readable output")) -> None:
     """One job: script, workdir, nodes, backend, duration, exit codes, then its timeline."""
-    j = common.admin("jobs.show", {"job": job})
+    j = common.admin(api.JobsShow(job=job))
     if json_out:
         print_json(j)
         return
@@ -221,13 +225,11 @@ def jobs_logs(
                              help="only lines of the worker with this global rank"),
 ) -> None:
     """A job's output, every line prefixed with node and rank (kept on the controller)."""
-    filters = {k: v for k, v in (("tail", tail), ("node", node), ("rank", rank))
-               if v is not None}
+    logs = api.JobsLogs(job=job, follow=follow, tail=tail, node=node, rank=rank)
     if follow:
-        _follow(job, filters)
+        _follow(logs)
         return
-    common.admin("jobs.logs", {"job": job, "follow": False, **filters},
-                 on_event=lambda ev: sys.stdout.write(ev["line"] + "\n")
+    common.admin(logs, on_event=lambda ev: sys.stdout.write(ev["line"] + "\n")
                  if ev["event"] == "log" else None)
 
 
@@ -237,5 +239,5 @@ def jobs_cancel(job: str) -> None:
 
     A job that has already ended is an error (exit 6), so a script can tell.
     """
-    j = common.admin("jobs.cancel", {"job": job}, timeout=60)
+    j = common.admin(api.JobsCancel(job=job), timeout=60)
     out.print(f"job {j['id']} {status_text(j['state'])}")

@@ -38,6 +38,15 @@ def handler_table(bound: Iterable[Handler],
     return table
 
 
+def job_values(spec: api.TrainSpec) -> dict[str, object]:
+    """A submitted spec as the job.yaml mapping `JobSupervisor.submit` validates: unset
+    keys stay unset, so the job spec applies (and checks) its own defaults."""
+    values = {k: v for k, v in dataclasses.asdict(spec).items() if v is not None}
+    if "args" in values:
+        values["args"] = list(values["args"])
+    return values
+
+
 def controller_handlers(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
                         overlay: OverlayOps, serving: ServeManager,
                         keys: ApiKeyStore) -> dict[str, Handler]:
@@ -84,11 +93,7 @@ def controller_handlers(svc: HiveService, ops: NodeOps, jobs: JobSupervisor,
         return await ops.bench(req.target, req.gpu)
 
     async def jobs_submit(req: api.JobsSubmit, emit: Emit) -> Json:
-        # unset keys stay unset: the job spec applies (and checks) its own defaults
-        values = {k: v for k, v in dataclasses.asdict(req.spec).items() if v is not None}
-        if "args" in values:
-            values["args"] = list(values["args"])
-        return jobs.submit(values)
+        return jobs.submit(job_values(req.spec))
 
     async def jobs_list(req: api.JobsList, emit: Emit) -> JsonRows:
         return jobs.list_jobs()

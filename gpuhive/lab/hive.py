@@ -123,6 +123,8 @@ class Lab:
         return pid
 
     def admin(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """By name and dict, as the lab tests write it; decoded through the admin contract
+        first, so a test's wrong field fails as a `BadRequest` naming it."""
         return admin_client.call(self.controller_home / "admin.sock", method, params, **kw)
 
     def cli(self, *args: str, host: str = "ctl", check: bool = False,

@@ -26,7 +26,7 @@ from gpuhive.controller import admin_client
 from gpuhive.controller.admin import serve_admin, start_admin_server
 from gpuhive.controller.admin_api import Emit, Json
 from gpuhive.controller.admin_codec import decode, describe, encode, parse_line
-from gpuhive.controller.admin_handlers import controller_handlers, handler_table
+from gpuhive.controller.admin_handlers import controller_handlers, handler_table, job_values
 from gpuhive.controller.hive import Hive
 from gpuhive.controller.jobs import JobSupervisor
 from gpuhive.controller.node_ops import NodeOps
@@ -189,6 +189,25 @@ def test_types_are_described_in_words() -> None:
     assert describe(int | str | None) == "an integer or a string or null"
     assert describe(dict[str, str]) == "an object of strings"
 
+
+
+@pytest.mark.parametrize("values", [
+    {"script": "train.py"},
+    {"script": "t.py", "args": ["--steps", "3"], "nodes": "2:3", "gpus_per_node": 2,
+     "min_vram": "12G", "backend": "gloo", "requirements": "req.txt", "max_restarts": 5,
+     "name": "run-1", "mode": "diloco", "sync_every": 10, "compress": "bf16",
+     "env": {"SEED": "1"}, "workdir": "/src"},
+])
+def test_a_job_spec_crosses_the_socket_as_the_same_job(values: dict[str, Any]) -> None:
+    from gpuhive.cli.train import _train_spec
+    from gpuhive.train.spec import build_spec
+
+    spec = build_spec({"workdir": "/w", **values})
+    sent = parse_line(encode(api.JobsSubmit(spec=_train_spec(spec))))
+    assert isinstance(sent, api.JobsSubmit)
+    assert build_spec(job_values(sent.spec)) == spec
+    # a key the CLI leaves unset stays unset: the job spec's own default applies
+    assert job_values(api.TrainSpec(script="a.py")) == {"script": "a.py", "args": []}
 
 # ---- codec: every defect names its field --------------------------------------------------
 
