@@ -49,13 +49,20 @@ class Controller:
         self.home = home.require()
         self.settings = settings
         self.clock = clock
+        # the composition root: every part is built here, in dependency order, from
+        # constructor arguments; start() only starts what is built, nothing is attached later
         self.registry = Registry(home.registry)
         self.host_key = keys.load_key(home.host_key)
         self.client_key = keys.load_key(home.client_key)
-        self.hive = Hive(self.registry, settings, keys.public_text(self.client_key), clock)
+        # None is what every part reads as "no overlay"; until start() brings the device up
+        # the hub answers as down (no welcome, no peers), as no hub did before
+        self.hub = (OverlayHub(settings, self.registry, self.home.root / "wg_hub_key")
+                    if settings.overlay else None)
+        self.hive = Hive(self.registry, settings, keys.public_text(self.client_key), clock,
+                         hub=self.hub)
         self.nodes = NodeConnections(self.client_key, connect_timeout=settings.connect_timeout)
         self.ops = NodeOps(self.registry, self.nodes, settings, clock)
-        self.overlay = OverlayOps(self.registry, self.nodes, None)
+        self.overlay = OverlayOps(self.registry, self.nodes, self.hub)
         self.tracker = Tracker(self.registry, self.hive, settings)
         self.jobs = JobSupervisor(self.registry, self.nodes, self.ops, home.root / "jobs", clock)
         replica_health: dict[str, ReplicaHealth] = {}  # the gateway writes, `serve ls` reads
@@ -64,15 +71,19 @@ class Controller:
         self.apikeys = ApiKeyStore(home.root / "apikeys.db")
         self.pool = ReplicaPool(self.serving, health=replica_health)
         self.gateway = Gateway(self.pool, keys=self.apikeys)
+        self.http: HttpServer | None = None
         self.service = HiveService(self.registry, self.hive, self.nodes, settings,
                                    keys.describe(self.host_key), clock, jobs=self.jobs,
-                                   serving=self.serving)
+                                   serving=self.serving, hub=self.hub,
+                                   http_address=self._http_address)
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._endpoint: HiveEndpoint | None = None
         self.metrics = Metrics()
-        self.http: HttpServer | None = None
         self.port = 0
+
+    def _http_address(self) -> str:
+        return self.http.address if self.http is not None else ""
 
     async def start(self) -> None:
         try:
@@ -85,16 +96,14 @@ class Controller:
                              hint="another controller may be running; stop it or set "
                                   "listen_port") from exc
         self.port = self._endpoint.port
-        if self.settings.overlay:
-            hub = OverlayHub(self.settings, self.registry, self.home.root / "wg_hub_key")
+        if self.hub is not None:
             try:
-                await hub.start()
+                await self.hub.start()
             except GpuhiveError as exc:
                 await self._endpoint.close()
                 raise StateError(f"cannot bring up the overlay hub: {exc.message}",
                                  hint=exc.hint or "run the controller as root (or with "
                                  "CAP_NET_ADMIN), or start it without --overlay") from exc
-            self.hive.hub = self.service.hub = self.overlay.hub = hub
         self._servers.append(await start_admin_server(
             self.service, self.ops, self.jobs, self.overlay, self.serving, self.apikeys,
             self.home.admin_socket))
@@ -104,7 +113,6 @@ class Controller:
                                                lambda: set(self.serving.deployments)))
         self.http = await start_http(self.app(), self.settings.http_host,
                                      self.settings.http_port)
-        self.service.http_address = self.http.address
         self._tasks.append(asyncio.ensure_future(self._track()))
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         log.info("controller up: hive endpoint %s:%s, admin %s", self.settings.listen_host,
@@ -121,7 +129,7 @@ class Controller:
                 self.tracker.tick(now)
                 if self.serving.deployments:
                     await self.serving.respect_owners()
-                if self.hive.hub is not None and now - last_direct >= DIRECT_PUSH_S:
+                if self.hub is not None and now - last_direct >= DIRECT_PUSH_S:
                     last_direct = now
                     try:
                         await self.hive.push_direct()
@@ -149,9 +157,9 @@ class Controller:
         await self.serving.stop_all()
         with contextlib.suppress(Exception):
             await self.gateway.aclose()
-        if self.overlay.hub is not None:
+        if self.hub is not None:
             with contextlib.suppress(GpuhiveError):
-                await self.overlay.hub.stop()
+                await self.hub.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

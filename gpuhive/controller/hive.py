@@ -46,7 +46,7 @@ class Beat:
 
 class Hive:
     """The ``HiveHandler`` of the hive endpoint. ``hub`` is the overlay hub when the
-    overlay runs (the daemon sets it once the hub is up; None without --overlay)."""
+    overlay runs (built by the daemon; down until it starts; None without --overlay)."""
 
     def __init__(self, registry: Registry, settings: Settings, client_key_public: str,
                  clock: Callable[[], float] = time.time, *,

@@ -53,12 +53,14 @@ class PeerSync(Protocol):
 
 class HiveService:
     """``host_key`` is the hive endpoint's key: join tokens pin its fingerprint. ``hub`` is
-    None without the overlay (the daemon sets it once the hub is up)."""
+    None without the overlay. ``http_address`` says where the dashboard listens, asked at
+    status time because the HTTP server starts after the service is built."""
 
     def __init__(self, registry: Registry, hive: Hive, nodes: NodeSessions,
                  settings: Settings, host_key: PublicKeyInfo,
                  clock: Callable[[], float] = time.time, *, jobs: JobsView | None = None,
-                 serving: ServingView | None = None, hub: PeerSync | None = None) -> None:
+                 serving: ServingView | None = None, hub: PeerSync | None = None,
+                 http_address: Callable[[], str] = lambda: "") -> None:
         self.registry = registry
         self.hive = hive
         self.nodes = nodes
@@ -66,7 +68,7 @@ class HiveService:
         self.host_key = host_key
         self.clock = clock
         self.started_at = clock()
-        self.http_address = ""  # set by the daemon once the HTTP server listens
+        self.http_address = http_address
         self.jobs = jobs
         self.serving = serving
         self.hub = hub
@@ -84,7 +86,7 @@ class HiveService:
                 "host_key_fingerprint": self.host_key.fingerprint, "nodes": counts,
                 "connected": len(self.hive.links),
                 "heartbeats_received": self.hive.heartbeats_received,
-                "http": self.http_address}
+                "http": self.http_address()}
 
     def endpoint(self) -> str:
         if self.settings.endpoint:
