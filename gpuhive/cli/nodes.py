@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import typer
@@ -65,7 +66,7 @@ def show(name: str, json_out: bool = typer.Option(False, "--json", help="machine
     if json_out:
         print_json(n)
         return
-    for line in show_lines(n):
+    for line in show_lines(n, time.time()):
         out.print(line)
 
 

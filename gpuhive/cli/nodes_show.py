@@ -21,14 +21,14 @@ from gpuhive.cli.render import (
 from gpuhive.core.node_facts import LinkMeasure, SoftwareFacts
 
 
-def show_lines(n: dict[str, Any]) -> list[str]:
-    """`gpuhive nodes show NAME`."""
+def show_lines(n: dict[str, Any], now: float) -> list[str]:
+    """`gpuhive nodes show NAME`, ages as of ``now``."""
     hw = n.get("hardware") or {}
     reason = n.get("reason") or n.get("status_reason") or ""
     lines = [f"[bold]{n['name']}[/bold] ({n['id']}, {n['kind']}) {status_text(n['status'])}"
              + (f" {escape(reason)}" if reason else "")]
-    lines.append(f"  hostname {n.get('hostname') or '-'} · {connection_text(n)} · last "
-                 f"heartbeat {age(n.get('last_heartbeat'))}")
+    lines.append(f"  hostname {n.get('hostname') or '-'} · {connection_text(n, now)} · last "
+                 f"heartbeat {age(n.get('last_heartbeat'), now)}")
     lines.append(f"  overlay {overlay_text(n)}")
     score = n.get("reliability_score")
     if score is not None:
@@ -48,11 +48,11 @@ def show_lines(n: dict[str, Any]) -> list[str]:
         lines.append(f"  link {link} (from `gpuhive nodes bench`)")
     lines.append("  history:")
     for e in (n.get("events") or [])[-20:]:
-        lines.append(f"    {age(e['at']):>10}  {e['event']:<13} {escape(e['detail'])}")
+        lines.append(f"    {age(e['at'], now):>10}  {e['event']:<13} {escape(e['detail'])}")
     return lines
 
 
-def connection_text(n: dict[str, Any]) -> str:
+def connection_text(n: dict[str, Any], now: float) -> str:
     """How the controller reaches the node, in words (not `connected True`)."""
     where = n.get("public_addr") or n.get("address") or ""
     if n.get("kind") == "ssh":
@@ -61,7 +61,7 @@ def connection_text(n: dict[str, Any]) -> str:
     if not n.get("connected"):
         return "not connected"
     since = n.get("connected_since")
-    text = f"connected {age(since)}" if since else "connected"
+    text = f"connected {age(since, now)}" if since else "connected"
     return f"{text} from {where}" if where else text
 
 

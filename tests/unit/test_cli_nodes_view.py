@@ -103,12 +103,12 @@ def test_overlay_off_reads_off_everywhere() -> None:
     n = view("erin", [], overlay_on=False)
     assert " off " in _render(nodes_table([n]), 80)[1] + " "
     assert "  overlay off (the controller runs without `gpuhive up --overlay`)" in plain(
-        show_lines(n))
+        show_lines(n, NOW))
 
 
 def test_show_says_how_the_node_is_connected_and_why_its_spoke_is_down() -> None:
     lines = plain(show_lines(NODES[2] | {"events": [{"at": NOW - 5, "event": "online",
-                                                     "detail": "heard again"}]}))
+                                                     "detail": "heard again"}]}, NOW))
     text = "\n".join(lines)
     assert "connected True" not in text
     assert "· connected 5m ago from 198.18.0.13:40012 ·" in text
@@ -116,9 +116,9 @@ def test_show_says_how_the_node_is_connected_and_why_its_spoke_is_down() -> None
     assert "reliability 0.71 (REL: earned, 0 to 1" in text
     assert ("software python 3.11.7 · torch 2.13.0 (CUDA 12.4) · NCCL 2.21.5 · llama.cpp: "
             "llama-cpp-python") in text
-    gone = plain(show_lines(NODES[0] | {"connected": False, "events": []}))
+    gone = plain(show_lines(NODES[0] | {"connected": False, "events": []}, NOW))
     assert any("· not connected ·" in line for line in gone)
-    ssh = plain(show_lines(view("lan", [], kind=NodeKind.SSH, overlay={}) | {"events": []}))
+    ssh = plain(show_lines(view("lan", [], kind=NodeKind.SSH, overlay={}) | {"events": []}, NOW))
     assert any("reachable over ssh at 198.18.0.13:40012" in line for line in ssh)
     assert any("no overlay address" in line for line in ssh)
 
