@@ -46,6 +46,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gpuhive.core.holdings import NOTHING_HELD, NodeHeld
 from gpuhive.core.model import AgentState, GpuInfo, Hardware, NodeStatus
 from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
 from gpuhive.core.schedule import local_minute_of, parse_schedule
@@ -77,6 +78,7 @@ class OwnerPolicy:
     reserve_vram_mib: int = 0  # per GPU, kept for the friend's own use
     schedule: str = ""  # "22:00-08:00" in the friend's local time; "" = always
     paused: bool = False
+    cpu_jobs: int = 1  # training jobs at once on a node without a GPU
 
 
 class TaskRecord(NamedTuple):
@@ -138,6 +140,7 @@ class NodeView:
     utc_offset_s: int = 0  # the node's, from its heartbeat
     measured_tflops: float | None = None  # per GPU, overrides the datasheet table
     spoke: Spoke = field(default_factory=Spoke)  # its WireGuard spoke, as last reported
+    held: NodeHeld = NOTHING_HELD  # what jobs and replicas hold there now (core/holdings)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The registry database (``registry.db``): nodes, their events, join tokens, jobs.
+"""The registry database (``registry.db``): nodes, their events, join tokens, jobs, holdings.
 
 Version 1 is the schema of release 0.1.0, kept verbatim (``IF NOT EXISTS``), so a 0.1.0
 database takes version 1 without a change. Never edit a released migration: append one.
@@ -70,7 +70,31 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
+# issue 12: what every job and replica holds on a node (core/holdings), kept after release
+# for the ledger; the partial index keeps placement's read of the live ones cheap
+V2_HOLDINGS = """
+CREATE TABLE holdings (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    gpus TEXT NOT NULL DEFAULT '[]',
+    vram_mib INTEGER NOT NULL DEFAULT 0,
+    ram_mib INTEGER NOT NULL DEFAULT 0,
+    processes INTEGER NOT NULL DEFAULT 0,
+    client TEXT NOT NULL DEFAULT 'owner',
+    placed_at REAL NOT NULL,
+    released_at REAL,
+    release_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX holdings_live ON holdings(node_id) WHERE released_at IS NULL;
+CREATE INDEX holdings_owner ON holdings(owner);
+CREATE INDEX holdings_released ON holdings(released_at);
+"""
+
 REGISTRY_MIGRATIONS = (
     Migration(1, "release 0.1.0: nodes, node events, join tokens, jobs", V1_RELEASE_0_1_0),
+    Migration(2, "holdings: GPUs, RAM and processes each job and replica holds", V2_HOLDINGS),
 )
 check_order(REGISTRY_MIGRATIONS)
