@@ -42,6 +42,8 @@ def last_cell(job: dict[str, Any], now: float) -> str:
     if job.get("ended_at"):
         reason = job.get("reason") or ""
         return age(job["ended_at"], now) + (f": {reason}" if reason else "")
+    if job.get("state") == "queued" and job.get("queue_position"):
+        return f"#{job['queue_position']} in the queue: {job.get('reason') or 'waiting'}"
     events = job.get("events") or []
     return event_text(events[-1]["event"], events[-1]["detail"]) if events else "-"
 
@@ -89,6 +91,17 @@ def _exits(job: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _holdings(holdings: list[dict[str, Any]], now: float) -> str:
+    """``friend1 GPUs 0,1 (released 3m ago: swept)``, per node."""
+    parts = []
+    for h in holdings:
+        what = f"GPUs {','.join(map(str, h['gpus']))}" if h["gpus"] else "CPU"
+        state = (f"released {age(h['released_at'], now)}: {h['release_reason']}"
+                 if h.get("released_at") else "held")
+        parts.append(f"{h['node']} {what} ({state})")
+    return "; ".join(parts)
+
+
 def show_lines(job: dict[str, Any], now: float) -> list[str]:
     """`gpuhive jobs show`: what ran where, how it ended, then the whole timeline."""
     spec = job.get("spec") or {}
@@ -113,6 +126,11 @@ def show_lines(job: dict[str, Any], now: float) -> list[str]:
     rows.append(("time", _times(job, now)))
     if launch and job.get("nodes"):
         rows.append(("exit codes", _exits(job)))
+    if job.get("holdings"):
+        rows.append(("holds", _holdings(job["holdings"], now)))
+    if job.get("state") == "queued" and job.get("queue_position"):
+        rows.append(("queue", f"#{job['queue_position']}, priority "
+                              f"{spec.get('priority', 0)}"))
     if job.get("reason"):
         rows.append(("reason", job["reason"]))
     lines = [f"{header}  {status_text(job['state'])}"]

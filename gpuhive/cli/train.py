@@ -45,6 +45,16 @@ def train(
     sync_every: int = typer.Option(None, help="DiLoCo: inner steps between syncs"),
     compress: str = typer.Option(None, help="none, bf16, fp16 or powersgd"),
     detach: bool = typer.Option(False, "--detach", "-d", help="return once submitted"),
+    wait: bool = typer.Option(None, "--wait/--no-wait", help="when the nodes are busy, queue "
+                              "until they are free (the default), or fail at once"),
+    queue_timeout: str = typer.Option(None, help="give up after this long in the queue, e.g. "
+                                      "90s, 10m, 2h (default: wait as long as it takes)"),
+    priority: int = typer.Option(None, help="queued jobs with a higher priority are placed "
+                                 "first (default 0; FIFO within a priority)"),
+    requeue: bool = typer.Option(None, "--requeue/--no-requeue", help="go back to the queue "
+                                 "when a friend's sharing window closes on the job"),
+    grace: int = typer.Option(None, help="seconds the script gets between SIGTERM and SIGKILL "
+                              "when the job is stopped early (default 60)"),
     no_check: bool = typer.Option(False, "--no-check", help="do not compile the script here "
                                   "before submitting (for syntax this Python does not know)"),
     emit: str = typer.Option(None, help="write the job for another system instead: kubeflow"),
@@ -57,6 +67,9 @@ def train(
 
     Examples: `gpuhive train examples/llm.py --nodes 3 -- --steps 300`,
     `gpuhive train job.yaml`, `gpuhive train train.py --workdir ~/proj --nodes 2:3 --detach`.
+
+    When too few nodes are free the job waits in the queue (`gpuhive jobs` shows its place
+    and what it waits for); `--no-wait` fails at once instead, `--queue-timeout` gives up.
     """
     from gpuhive.train import precheck
     from gpuhive.train.spec import build_spec, load_job_file
@@ -65,7 +78,9 @@ def train(
                              "min_vram": min_vram, "backend": backend,
                              "requirements": requirements, "max_restarts": max_restarts,
                              "name": name, "mode": mode, "sync_every": sync_every,
-                             "compress": compress}
+                             "compress": compress, "wait": wait,
+                             "queue_timeout": queue_timeout, "priority": priority,
+                             "requeue": requeue, "grace": grace}
     if script_args:
         flags["args"] = script_args
     cwd = Path.cwd()
@@ -104,7 +119,9 @@ def _train_spec(spec: JobSpec) -> api.TrainSpec:
         gpus_per_node=gpn if gpn is not None else "auto", min_vram=f"{spec.min_vram_mib}M",
         backend=spec.backend, requirements=spec.requirements, max_restarts=spec.max_restarts,
         name=spec.name, mode=spec.mode, sync_every=spec.sync_every, compress=spec.compress,
-        env=dict(spec.env))
+        env=dict(spec.env), wait=spec.wait,
+        queue_timeout=int(spec.queue_timeout_s) if spec.queue_timeout_s else None,
+        priority=spec.priority, requeue=spec.requeue, grace=spec.grace_s)
 
 
 def _emit(spec: Any, kind: str, image: str) -> None:

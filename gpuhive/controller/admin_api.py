@@ -206,6 +206,11 @@ class TrainSpec:
     sync_every: int | None = None
     compress: str | None = None
     env: dict[str, str] | None = None
+    wait: bool | None = None
+    queue_timeout: str | int | None = None
+    priority: int | None = None
+    requeue: bool | None = None
+    grace: int | None = None
 
 
 @dataclass(frozen=True)

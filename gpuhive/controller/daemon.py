@@ -113,6 +113,7 @@ class Controller:
                                                lambda: set(self.serving.deployments)))
         self.http = await start_http(self.app(), self.settings.http_host,
                                      self.settings.http_port)
+        self.jobs.resume()  # the queue a previous controller left
         self._tasks.append(asyncio.ensure_future(self._track()))
         self.home.pid_file.write_text(f"{os.getpid()}\n")
         log.info("controller up: hive endpoint %s:%s, admin %s", self.settings.listen_host,
@@ -138,6 +139,8 @@ class Controller:
                                       "stays on the hub until it works again")
                 if now - last_ssh_poll >= self.settings.heartbeat_interval:
                     last_ssh_poll = now
+                    self.jobs.reconcile()
+                    self.serving.reconcile()
                     self._tasks.append(asyncio.ensure_future(self._poll_ssh(now)))
                     self._tasks = [t for t in self._tasks if not t.done()]
             except GpuhiveError as exc:

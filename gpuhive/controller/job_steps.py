@@ -36,6 +36,11 @@ class JobOptions:
     sweep_s: float = 60.0
     tail_lines: int = 40  # per node, to name the cause when it fails
     rdzv_ports: tuple[int, int] = (29400, 30000)  # [low, high) for the rendezvous
+    # a queued job is tried again this often (and at once when a job releases nodes);
+    # heartbeats land every heartbeat_interval, so capacity they free is seen within one
+    queue_poll_s: float = 1.0
+    # a queued job's followers hear a changed reason at most this often
+    queue_tell_s: float = 10.0
 
 
 class JobStepFailed(GpuhiveError):

@@ -109,11 +109,20 @@ class JobStore:
             " events FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [_job(r) for r in rows]
 
+    def queued(self) -> list[JobRecord]:
+        """Jobs waiting in the queue, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, name, state, spec, created_at, nodes, started_at, ended_at, reason,"
+            " events FROM jobs WHERE state = 'queued' ORDER BY created_at").fetchall()
+        return [_job(r) for r in rows]
+
     def interrupted(self, now: float) -> list[str]:
-        """Jobs a previous controller left active: they died with its sessions."""
+        """Jobs a previous controller left placed or running: they died with its sessions.
+        Queued jobs held nothing and ran nothing: they stay queued."""
+        placed = [s for s in ACTIVE if s != "queued"]
         ids = [r[0] for r in self.db.execute(
-            f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(ACTIVE))})",
-            ACTIVE).fetchall()]
+            f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(placed))})",
+            placed).fetchall()]
         for job_id in ids:
             job = self.get(job_id)
             job.state, job.ended_at = "failed", now

@@ -24,9 +24,11 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuhive.controller.holding_store import HoldingConflict, HoldingStore, new_holding
 from gpuhive.controller.job_steps import (
     JobOptions,
     JobStepFailed,
@@ -37,10 +39,13 @@ from gpuhive.controller.job_store import ACTIVE, JobRecord, JobStore
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.core import humanize
-from gpuhive.core.model import NodeRecord
+from gpuhive.core.holdings import HolderKind, Holding
+from gpuhive.core.model import NodeRecord, NodeStatus
+from gpuhive.core.ranking import NodeView
+from gpuhive.core.selection import Selection, hardware_only
 from gpuhive.errors import ConfigError, GpuhiveError, JobAlreadyEnded
-from gpuhive.train import launch, output, sync
-from gpuhive.train.failure import telling_line
+from gpuhive.train import launch, output, queueing, sync
+from gpuhive.train.failure import node_fault, telling_line
 from gpuhive.train.output import LogFilter
 from gpuhive.train.placement import (
     Candidate,
@@ -50,6 +55,7 @@ from gpuhive.train.placement import (
     need_of,
     not_enough_nodes,
     processes_per_node,
+    rank_command,
     version_mismatch,
 )
 from gpuhive.train.spec import JobSpec, build_spec
@@ -61,6 +67,29 @@ log = logging.getLogger(__name__)
 RESTART_HINTS = ("failed (exitcode:",)
 
 Emit = Callable[[dict[str, Any]], None]
+
+
+class QueueTimedOut(GpuhiveError):
+    code = "queue_timeout"
+
+
+@dataclass
+class _Waiting:
+    """A queued job: the scheduler resolves ``placed`` once its nodes are held."""
+
+    job: JobRecord
+    spec: JobSpec
+    placed: asyncio.Future[_Placed]
+    reason: str = ""
+    told_at: float = 0.0  # when the job's followers last heard why it waits
+
+
+@dataclass(frozen=True)
+class _Placed:
+    chosen: list[Candidate]
+    nproc: int
+    backend: str
+    holdings: list[Holding]
 
 
 class JobSupervisor:
@@ -78,12 +107,17 @@ class JobSupervisor:
         self.options = options or JobOptions()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
-        self.store.interrupted(clock())
+        self.holdings = HoldingStore(registry.connection)
+        self.waiting: dict[str, _Waiting] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.store.interrupted(clock())  # queued jobs stay queued: `resume` restarts them
 
     # ---- API --------------------------------------------------------------------------
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         job_spec = build_spec(spec)
+        self._could_ever_fit(job_spec)
         job_id = "j-" + secrets.token_hex(3)
         job = JobRecord(job_id, job_spec.name, "queued", job_spec.to_dict(), self.clock())
         self.store.create(job)
@@ -93,11 +127,34 @@ class JobSupervisor:
         self.tasks[job_id] = asyncio.ensure_future(self._run(job, job_spec))
         return job.to_dict()
 
+    def resume(self) -> list[str]:
+        """Restart the queued jobs a previous controller left (they hold nothing yet)."""
+        resumed = []
+        for job in self.store.queued():
+            spec = JobSpec.from_dict(job.spec)
+            self._event(job, "requeued", "back in the queue after a controller restart")
+            self.tasks[job.id] = asyncio.ensure_future(self._run(job, spec))
+            resumed.append(job.id)
+        return resumed
+
     def list_jobs(self) -> list[dict[str, Any]]:
-        return [j.to_dict() for j in self.store.recent()]
+        return [self._with_queue(j.to_dict()) for j in self.store.recent()]
 
     def show(self, job: str) -> dict[str, Any]:
-        return self.store.get(job).to_dict()
+        return self._with_queue(self.store.get(job).to_dict())
+
+    def _with_queue(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A job as shown, with its place in the queue and, once placed, its holdings."""
+        if job["state"] == "queued":
+            job["queue_position"] = self._positions().get(job["id"])
+        job["holdings"] = [h.to_dict() for h in self.holdings.of(job["id"],
+                                                                 include_released=True)]
+        return job
+
+    def _positions(self) -> dict[str, int]:
+        return queueing.positions(
+            queueing.QueueEntry(w.job.id, w.spec.priority, w.job.created_at)
+            for w in self.waiting.values() if not w.placed.done())
 
     async def cancel(self, job: str) -> dict[str, Any]:
         rec = self.store.get(job)
@@ -109,11 +166,11 @@ class JobSupervisor:
                 job=rec.id, state=rec.state)
         task = self.tasks.get(rec.id)
         if task is None or task.done():
-            return rec.to_dict()
+            return self.show(rec.id)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        return self.store.get(rec.id).to_dict()
+        return self.show(rec.id)
 
     async def logs(self, job: str, follow: bool, emit: Emit, tail: int | None = None,
                    node: str | None = None, rank: int | None = None) -> dict[str, Any]:
@@ -134,9 +191,12 @@ class JobSupervisor:
                         emit(item)
         finally:
             self.watchers.get(rec.id, set()).discard(queue)
-        return self.store.get(rec.id).to_dict()
+        return self.show(rec.id)
 
     async def stop(self) -> None:
+        self._stopping = True  # queued jobs stay queued for the next controller
+        if self._poller is not None:
+            self._poller.cancel()
         for task in list(self.tasks.values()):
             task.cancel()
         for task in list(self.tasks.values()):
@@ -146,10 +206,14 @@ class JobSupervisor:
     # ---- one job ----------------------------------------------------------------------
 
     async def _run(self, job: JobRecord, spec: JobSpec) -> None:
+        placed: _Placed | None = None
+        launched = False
         try:
+            placed = await self._queue(job, spec)
             self._state(job, "preflight")
-            chosen = self._select(spec)
-            nproc, backend = processes_per_node(spec, chosen)
+            chosen, nproc, backend = placed.chosen, placed.nproc, placed.backend
+            self._event(job, "placed", _placed_text(placed), holdings={
+                h.node: list(h.gpus) for h in placed.holdings})
             placements = addresses(chosen)
             job.nodes = [c.name for c in chosen]
             if (why := version_mismatch(chosen, backend)) is not None:
@@ -177,9 +241,15 @@ class JobSupervisor:
             if last_call is not None:
                 self._event(job, "elastic", launch.elastic_wait_text(spec, len(chosen),
                                                                      last_call))
+            launched = True  # from here the sweep decides what is released
             await self._watch(job, spec, plan, [records[c.name] for c in chosen])
         except asyncio.CancelledError:
-            self._finish(job, "cancelled", "cancelled by the owner")
+            if self._stopping and placed is None:
+                raise  # still queued: the next controller picks it up (`resume`)
+            if self._stopping:
+                self._finish(job, "failed", "the controller stopped while the job ran")
+            else:
+                self._finish(job, "cancelled", "cancelled by the owner")
             raise
         except GpuhiveError as exc:
             self._finish(job, "failed", exc.message + (f" ({exc.hint})" if exc.hint else ""))
@@ -187,13 +257,161 @@ class JobSupervisor:
             log.exception("job %s crashed", job.id)
             self._finish(job, "failed", f"controller error: {exc}")
 
-    def _select(self, spec: JobSpec) -> list[Candidate]:
-        # the same selection `gpuhive nodes rank --for train` shows (core/selection)
+        finally:
+            if placed is not None and not launched:
+                # it ended before anything ran under its holdings (preflight, sync…)
+                self._release(job, "the job ended before it started")
+
+    # ---- the queue --------------------------------------------------------------------
+
+    def _could_ever_fit(self, spec: JobSpec) -> None:
+        """Refuse at submit what no node's hardware could ever take (`--gpus-per-node 3`
+        on nodes with 2 GPUs): waiting for it would be for ever."""
+        self.choose(spec, self.ops.views(self.clock()))
+
+    async def _queue(self, job: JobRecord, spec: JobSpec) -> _Placed:
+        """Wait until the scheduler holds nodes for ``job``; ``--no-wait`` fails at once."""
+        waiting = _Waiting(job, spec, asyncio.get_running_loop().create_future())
+        self.waiting[job.id] = waiting
+        try:
+            self.schedule()
+            if not waiting.placed.done():
+                if not spec.wait:
+                    raise PlacementError(f"no room now: {waiting.reason}",
+                                         hint="without --no-wait the job waits in the queue; "
+                                         f"`{rank_command(spec)}` shows each node")
+                job.reason = waiting.reason
+                self._event(job, "waiting", waiting.reason)
+                waiting.told_at = self.clock()
+                self._start_poller()
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiting.placed),
+                                              spec.queue_timeout_s)
+            except asyncio.TimeoutError:
+                if waiting.placed.done() and not waiting.placed.exception():
+                    return waiting.placed.result()  # placed as the time ran out
+                raise QueueTimedOut(f"gave up after {spec.queue_timeout_s or 0:.0f} s in the "
+                                    f"queue: {waiting.reason}",
+                                    hint="raise --queue-timeout, or free nodes",
+                                    job=job.id) from None
+        except BaseException:
+            if waiting.placed.done() and not waiting.placed.cancelled() \
+                    and waiting.placed.exception() is None:
+                self._release_holdings(waiting.placed.result().holdings, "never started")
+            raise
+        finally:
+            self.waiting.pop(job.id, None)
+            job.reason = ""
+
+    def _start_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.ensure_future(self._poll())
+
+    async def _poll(self) -> None:
+        # capacity frees when heartbeats show it or a job releases its nodes; the latter
+        # schedules at once, this catches the former within a tick of the flush
+        while self.waiting:
+            await asyncio.sleep(self.options.queue_poll_s)
+            try:
+                self.schedule()
+            except Exception:  # the queue must outlive one bad pass
+                log.exception("scheduling the queue failed")
+
+    def schedule(self) -> list[str]:
+        """Try the queued jobs in order (priority, then first come); those that fit get
+        their nodes held and start. Synchronous: no placement interleaves with another."""
+        pending = [w for w in self.waiting.values() if not w.placed.done()]
+        if not pending:
+            return []
+        order = queueing.queue_order(queueing.QueueEntry(w.job.id, w.spec.priority,
+                                                         w.job.created_at) for w in pending)
+        views = self.ops.views(self.clock())
+        started = []
+        for entry in order:
+            w = self.waiting[entry.job_id]
+            try:
+                placed = self._try_place(w, views)
+            except GpuhiveError as exc:
+                w.placed.set_exception(exc)
+                continue
+            if placed is not None:
+                w.placed.set_result(placed)
+                started.append(w.job.id)
+                views = self.ops.with_holdings(views)
+        return started
+
+    def choose(self, spec: JobSpec, views: list[NodeView]) -> tuple[Selection, list[Candidate]]:
+        """The selection for ``spec`` over ``views`` (what `nodes rank --for train` shows)
+        and, when it fits, the chosen nodes; ``PlacementError`` when no node's hardware
+        ever could take it."""
         overlay = self.ops.settings.overlay
-        sel = self.ops.select_for_training(need_of(spec, overlay))
+        need = need_of(spec, overlay)
+        capable = self.ops.select_for_training(need, [hardware_only(v) for v in views])
+        if not capable.fits:
+            raise not_enough_nodes(spec, capable, ever=True)
+        sel = self.ops.select_for_training(need, views,
+                                           cpu_fallback=capable.fell_back_to_cpu)
         if not sel.fits:
-            raise not_enough_nodes(spec, sel)
-        return candidates(sel, self.registry.list_nodes(), overlay)
+            return sel, []
+        return sel, candidates(sel, self.registry.list_nodes(), overlay)
+
+    def _try_place(self, w: _Waiting, views: list[NodeView]) -> _Placed | None:
+        spec, job = w.spec, w.job
+        sel, chosen = self.choose(spec, views)
+        if not chosen:
+            self._waits(w, queueing.queue_reason(spec, sel))
+            return None
+        nproc, backend = processes_per_node(spec, chosen)
+        now = self.clock()
+        holdings = [new_holding(HolderKind.JOB, job.id, c.node_id, c.name, now=now,
+                                gpus=c.gpu_indices[:nproc], processes=nproc,
+                                ram_mib=0 if c.gpu_indices else spec.min_vram_mib)
+                    for c in chosen]
+        try:
+            self.holdings.hold(holdings)
+        except HoldingConflict as exc:  # another process placed meanwhile
+            self._waits(w, exc.message)
+            return None
+        return _Placed(chosen, nproc, backend, holdings)
+
+    def _waits(self, w: _Waiting, reason: str) -> None:
+        if reason == w.reason:
+            return
+        w.reason = reason
+        if w.told_at and self.clock() - w.told_at >= self.options.queue_tell_s:
+            w.job.reason = reason
+            self._publish(w.job, {"event": "job", "kind": "waiting", "detail": reason})
+            self.store.save(w.job)
+            w.told_at = self.clock()
+
+    # ---- holdings ---------------------------------------------------------------------
+
+    def _release(self, job: JobRecord, reason: str, nodes: set[str] | None = None) -> None:
+        """Release the job's holdings (on ``nodes`` only, when given) and let the queue
+        use them at once."""
+        live = [h for h in self.holdings.of(job.id) if nodes is None or h.node in nodes]
+        self._release_holdings(live, reason)
+
+    def _release_holdings(self, holdings: list[Holding], reason: str) -> None:
+        now = self.clock()
+        for h in holdings:
+            self.holdings.release(h.owner, node_id=h.node_id, now=now, reason=reason)
+        if holdings and self.waiting:
+            self.schedule()
+
+    def reconcile(self) -> list[str]:
+        """Release what ended jobs still hold on nodes that went offline (their processes
+        went with the node's link). Returns the node names released."""
+        live = [h for h in self.holdings.live() if h.kind is HolderKind.JOB]
+        if not live:
+            return []
+        status = {r.id: r.status for r in self.registry.liveness()}
+        active = {job_id for job_id, t in self.tasks.items() if not t.done()}
+        gone = [h for h in live if h.owner not in active
+                and status.get(h.node_id, NodeStatus.OFFLINE) in
+                (NodeStatus.OFFLINE, NodeStatus.REMOVED)]
+        self._release_holdings(gone, "the node went offline")
+        return [h.node for h in gone]
 
     async def _preflight(self, job: JobRecord, nodes: list[NodeRecord],
                          placements: list[launch.Placement], port: int) -> None:
@@ -365,6 +583,7 @@ class JobSupervisor:
             for n in nodes}
         alive = set(tasks)
         failed: list[str] = []
+        faults: dict[str, str] = {}  # node → what the node did wrong
         try:
             for done in asyncio.as_completed(list(tasks.values())):
                 res = await done
@@ -374,6 +593,7 @@ class JobSupervisor:
                                 f"{len(alive)} node(s) left", node=res.node,
                                 lost=res.error or "the session ended without an exit status")
                     lost_ok = spec.elastic and len(alive) >= spec.min_nodes
+                    faults[res.node] = node_fault(None, (), res.error or "") or "lost"
                     if not lost_ok:
                         failed.append(f"{res.node} lost")
                 elif res.exit_status != 0:
@@ -382,6 +602,9 @@ class JobSupervisor:
                                   + (f" ({why})" if why else ""))
                     self._event(job, "node_failed", f"{res.node}: exit status {res.exit_status}",
                                 node=res.node, exit=res.exit_status)
+                    fault = node_fault(res.exit_status, tails[res.node])
+                    if fault is not None:
+                        faults[res.node] = fault
                 else:
                     self._event(job, "node_done", f"{res.node}: exit status 0", node=res.node,
                                 exit=0)
@@ -398,7 +621,16 @@ class JobSupervisor:
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             # proof that nothing of the job is left on any node (also after a cancel)
             await asyncio.shield(self._sweep(job, nodes))
-        outcomes = {n.name: not any(f.startswith(n.name + " ") for f in failed) for n in nodes}
+        # only what the node itself did wrong counts against it; the script's own failure
+        # is the job's (issue 12, part 8)
+        outcomes: dict[str, bool] = {}
+        for n in nodes:
+            fault = faults.get(n.name)
+            if fault is not None:
+                outcomes[n.name] = False
+                self._event(job, "node_fault", f"{n.name}: {fault}", node=n.name, fault=fault)
+            elif not failed:
+                outcomes[n.name] = True
         if failed:
             self._finish(job, "failed", "; ".join(failed), outcomes)
         else:
@@ -406,15 +638,22 @@ class JobSupervisor:
                          detail=success_text(job, self.clock()))
 
     async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
+        """Make sure nothing of the job is left on its nodes; each node that confirms it
+        is released. A node that cannot be asked keeps its holding until it is (or goes
+        offline): its processes may still run."""
+        confirmed: set[str] = set()
+
         async def one(node: NodeRecord) -> str:
             try:
                 text = await within(self.options.sweep_s, self.nodes.output(
                     node, launch.sweep_command(job.id)), node=node.name, what="the sweep")
             except GpuhiveError as exc:
                 return f"{node.name}: not checked ({exc.message})"
+            confirmed.add(node.name)
             return f"{node.name}: {text.strip()}"
         results = await asyncio.gather(*(one(n) for n in nodes))
         self._event(job, "cleaned", "; ".join(results))
+        self._release(job, "its processes are gone (swept)", confirmed)
 
     # ---- bookkeeping ------------------------------------------------------------------
 
@@ -442,6 +681,14 @@ class JobSupervisor:
     def _publish(self, job: JobRecord, item: dict[str, Any]) -> None:
         for q in self.watchers.get(job.id, set()):
             q.put_nowait(item)
+
+
+def _placed_text(placed: _Placed) -> str:
+    """``friend1 GPUs 0,1; friend2 GPUs 0,1 (2 processes each, nccl)``."""
+    parts = [f"{h.node} GPU{'s' if len(h.gpus) != 1 else ''} {','.join(map(str, h.gpus))}"
+             if h.gpus else f"{h.node} (CPU)" for h in placed.holdings]
+    return (f"holds {'; '.join(parts)} ({placed.nproc} process"
+            f"{'es' if placed.nproc != 1 else ''} per node, {placed.backend})")
 
 
 def success_text(job: JobRecord, now: float) -> str:

@@ -16,9 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from gpuhive.config import Settings
+from gpuhive.controller.holding_store import HoldingStore
 from gpuhive.controller.registry import Registry
 from gpuhive.core import fact_codec, linkplan, nodeview, remote_probe
 from gpuhive.core import reliability as rel
+from gpuhive.core.holdings import NOTHING_HELD
 from gpuhive.core.model import Hardware, NodeKind, NodeRecord
 from gpuhive.core.node_facts import GpuBench, LinkMeasure, SoftwareFacts
 from gpuhive.core.ranking import NodeView, Purpose
@@ -47,15 +49,26 @@ class NodeOps:
         self.clock = clock
         self.throughput = load_gpu_throughput(settings.gpu_throughput_file or None)
         self.blacklist = load_driver_blacklist(settings.driver_blacklist_file or None)
+        self.holdings = HoldingStore(registry.connection)
 
     def views(self, now: float) -> list[NodeView]:
-        return [replace(nodeview.view(n, now), spoke=Spoke.of(n.overlay))
+        """Every node as ranking sees it, with what jobs and replicas hold there now."""
+        held = self.holdings.held_by_node()
+        return [replace(nodeview.view(n, now), spoke=Spoke.of(n.overlay),
+                        held=held.get(n.id, NOTHING_HELD))
                 for n in self.registry.list_nodes()]
 
-    def select_for_training(self, need: TrainNeed) -> Selection:
+    def with_holdings(self, views: list[NodeView]) -> list[NodeView]:
+        """``views`` with the holdings re-read (after a placement took some)."""
+        held = self.holdings.held_by_node()
+        return [replace(v, held=held.get(v.node_id, NOTHING_HELD)) for v in views]
+
+    def select_for_training(self, need: TrainNeed, views: list[NodeView] | None = None, *,
+                            cpu_fallback: bool | None = None) -> Selection:
         now = self.clock()
-        return select_for_training(self.views(now), need, now, throughput=self.throughput,
-                                   blacklist=self.blacklist)
+        return select_for_training(self.views(now) if views is None else views, need, now,
+                                   throughput=self.throughput, blacklist=self.blacklist,
+                                   cpu_fallback=cpu_fallback)
 
     def select_for_serving(self, need_mib: int, replicas: int,
                            gpus: int | None = None) -> Selection:

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from gpuhive.config import Settings
+from gpuhive.controller.holding_store import HoldingConflict, HoldingStore, new_holding
 from gpuhive.controller.node_ops import NodeOps
 from gpuhive.controller.registry import Registry
 from gpuhive.core import nodeview
 from gpuhive.core import reliability as rel
+from gpuhive.core.holdings import HolderKind
 from gpuhive.core.model import NodeRecord
 from gpuhive.core.names import did_you_mean
 from gpuhive.core.remote_probe import NODE_PYTHON
@@ -60,11 +62,12 @@ class ReplicaRun:
     restarts: int = 0
     task: asyncio.Task[None] | None = None
     forward: Forward | None = None  # the controller's way to the engine, once ready
+    gpus: tuple[int, ...] = ()  # what it holds (and is pinned to); () on a CPU node
 
     def view(self) -> dict[str, Any]:
         return {"id": self.replica_id, "model": self.model, "node": self.node,
                 "state": self.state, "port": self.port, "error": self.error,
-                "restarts": self.restarts}
+                "restarts": self.restarts, "gpus": list(self.gpus)}
 
 
 @dataclass
@@ -122,6 +125,7 @@ class ServeManager:
         self.clock = clock
         self.health = health
         self.deployments: dict[str, Deployment] = {}
+        self.holdings = HoldingStore(registry.connection)
 
     # ---- ReplicaSource ----------------------------------------------------------------
 
@@ -171,14 +175,14 @@ class ServeManager:
                              estimate_for(info, ref.ctx).need_mib())
             if ref.name in self.deployments:  # another `serve` won the race meanwhile
                 dep = self.deployments[ref.name]
-        plan = self._plan(dep, replicas)
+        plan, gpus = self._plan(dep, replicas)
         if plan.placed == 0:
             raise DeploymentRefused(f"no node can hold {dep.model} (needs about "
                                     f"{dep.need_mib} MiB): {plan.why_not()}",
                                     hint="see `gpuhive nodes rank --for serve`",
                                     model=dep.model)
         self.deployments[dep.model] = dep
-        stopped = await self._apply(dep, plan)
+        stopped = await self._apply(dep, plan, gpus)
         return {"model": dep.model, "need_mib": dep.need_mib, "wanted": replicas,
                 "before": plan.before, "started": list(plan.start_on), "stopped": stopped,
                 "unplaced": plan.unplaced,
@@ -187,21 +191,27 @@ class ServeManager:
                 "nodes": [r.node for r in dep.live()],
                 "replicas": [r.view() for r in dep.replicas.values()]}
 
-    def _plan(self, dep: Deployment, want: int) -> ScalePlan:
-        # one GPU per replica when enough fit, else CPU nodes with enough RAM
+    def _plan(self, dep: Deployment, want: int) -> tuple[ScalePlan, dict[str, tuple[int, ...]]]:
+        """The plan, and the GPUs ranking chose on each eligible node (what a replica
+        started there holds)."""
+        # one GPU per replica when enough fit, else CPU nodes with enough RAM; what other
+        # replicas and jobs hold is subtracted (core/holdings)
         ranking = self.ops.select_for_serving(dep.need_mib, want).ranking
         current = [ReplicaInfo(r.replica_id, r.node, r.state, self._reliability(r.node),
                                self._health(r.replica_id).in_flight)
                    for r in dep.replicas.values()]
-        return plan_scale(dep.model, want, current, [r.name for r in ranking.ranked],
+        plan = plan_scale(dep.model, want, current, [r.name for r in ranking.ranked],
                           [Unfit(e.name, e.reasons[0].message)
                            for e in ranking.excluded if e.reasons])
+        return plan, {r.name: tuple(r.gpu_indices) for r in ranking.ranked}
 
     def _health(self, replica_id: str) -> ReplicaHealth:
         return self.health.get(replica_id) or ReplicaHealth()
 
-    async def _apply(self, dep: Deployment, plan: ScalePlan) -> list[str]:
-        """Carry out ``plan``; returns the nodes whose replica was stopped."""
+    async def _apply(self, dep: Deployment, plan: ScalePlan,
+                     gpus: Mapping[str, tuple[int, ...]]) -> list[str]:
+        """Carry out ``plan``; returns the nodes whose replica was stopped. Each replica
+        started holds its GPU (and VRAM estimate) or, on a CPU node, RAM."""
         for replica_id in plan.forget:
             dep.replicas.pop(replica_id, None)
         doomed = [dep.replicas.pop(i) for i in plan.stop if i in dep.replicas]
@@ -210,7 +220,13 @@ class ServeManager:
                 r.task.cancel()
         await asyncio.gather(*(r.task for r in doomed if r.task), return_exceptions=True)
         for node in plan.start_on:
-            run = ReplicaRun(f"{dep.model}@{node}#{dep.started}", dep.model, node)
+            run = ReplicaRun(f"{dep.model}@{node}#{dep.started}", dep.model, node,
+                             gpus=gpus.get(node, ()))
+            try:
+                self._hold(dep, run)
+            except (HoldingConflict, GpuhiveError) as exc:
+                log.warning("%s: not started: %s", run.replica_id, exc)
+                continue
             dep.started += 1
             dep.replicas[run.replica_id] = run
             run.task = asyncio.ensure_future(self._run_replica(dep, run))
@@ -280,6 +296,27 @@ class ServeManager:
                 if r.node == node and r.task is not None:
                     r.task.cancel()
 
+    # ---- holdings ---------------------------------------------------------------------
+
+    def reconcile(self) -> list[str]:
+        """Release what replicas this controller no longer runs still hold (one stopped
+        before its task began, or one a previous controller started). Returns their ids."""
+        running = {r.replica_id for dep in self.deployments.values() for r in dep.replicas.values()
+                   if r.task is not None and not r.task.done()}
+        gone = [h for h in self.holdings.live() if h.kind is HolderKind.REPLICA
+                and h.owner not in running]
+        for h in gone:
+            self.holdings.release(h.owner, now=self.clock(), reason="the replica is not running")
+        return [h.owner for h in gone]
+
+    def _hold(self, dep: Deployment, run: ReplicaRun) -> None:
+        node = self.registry.get_node(run.node)
+        gpu = bool(run.gpus)
+        self.holdings.hold([new_holding(
+            HolderKind.REPLICA, run.replica_id, node.id, node.name, now=self.clock(),
+            gpus=run.gpus, vram_mib=dep.need_mib if gpu else 0,
+            ram_mib=0 if gpu else dep.need_mib, processes=1)])
+
     # ---- one replica ------------------------------------------------------------------
 
     async def _run_replica(self, dep: Deployment, run: ReplicaRun) -> None:
@@ -299,18 +336,29 @@ class ServeManager:
         except (GpuhiveError, OSError) as exc:
             run.state, run.error = "failed", getattr(exc, "message", None) or str(exc)
             log.warning("%s failed: %s", run.replica_id, run.error)
+            # an engine that crashed (or a node that could not take the model) is the
+            # node's fault: it moves the node's reliability
+            with contextlib.suppress(GpuhiveError):
+                self.ops.record_task(run.node, ok=False)
         finally:
             if run.forward is not None:
                 run.forward.close()
                 run.forward = None
             run.base_url = ""
+            # the worker's session has ended, so the node has stopped its engine (the
+            # embedded server stops what a closed channel started)
+            self.holdings.release(run.replica_id, now=self.clock(),
+                                  reason=f"the replica {run.state}")
 
     async def _supervise(self, node: NodeRecord, dep: Deployment, run: ReplicaRun,
                          remote: str) -> None:
         argv = ["--model", remote, "--sha256", dep.sha256, "--alias", dep.model,
                 "--ctx", str(dep.profile.ctx)]
-        command = f"exec {NODE_PYTHON} -m gpuhive.serve.node.worker " + " ".join(
-            shlex.quote(a) for a in argv)
+        # the tags let the agent report what runs on it (its heartbeat's work list)
+        command = (f"GPUHIVE_REPLICA_ID={shlex.quote(run.replica_id)} "
+                   f"GPUHIVE_MODEL={shlex.quote(dep.model)} "
+                   f"exec {NODE_PYTHON} -m gpuhive.serve.node.worker " + " ".join(
+                       shlex.quote(a) for a in argv))
         async with self.nodes.process(node, command) as proc:
             async for line in proc.lines():
                 status = parse_worker_line(line)

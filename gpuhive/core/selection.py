@@ -15,9 +15,11 @@ Either way the best ``take`` ranked nodes are chosen, and it fits with at least 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from gpuhive.core.holdings import NOTHING_HELD
+from gpuhive.core.model import AgentState, NodeStatus
 from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
 from gpuhive.core.ranking import (
     EMPTY_BLACKLIST,
@@ -27,6 +29,7 @@ from gpuhive.core.ranking import (
     Ranked,
     Ranking,
     Request,
+    TaskHistory,
     rank_nodes,
 )
 
@@ -93,7 +96,11 @@ class Selection:
 
 def select_for_training(views: Iterable[NodeView], need: TrainNeed, now: float, *,
                         throughput: ThroughputTable = EMPTY_TABLE,
-                        blacklist: DriverBlacklist = EMPTY_BLACKLIST) -> Selection:
+                        blacklist: DriverBlacklist = EMPTY_BLACKLIST,
+                        cpu_fallback: bool | None = None) -> Selection:
+    """``cpu_fallback``: None falls back to CPU nodes when too few GPU nodes fit *now*;
+    True/False decides it (the scheduler decides from what the hardware could ever fit,
+    so a GPU job waits for busy GPUs instead of running on CPUs)."""
     views = list(views)
     overlay = need.overlay and need.max_nodes > 1
 
@@ -107,12 +114,29 @@ def select_for_training(views: Iterable[NodeView], need: TrainNeed, now: float, 
     else:  # gloo on whatever the nodes have: their RAM must hold what was asked
         request = Request(need_vram_mib=need.min_vram_mib, gpus=0, purpose=Purpose.TRAIN,
                           precision=need.precision, needs_overlay=overlay)
-    ranking = rank(request)
-    if len(ranking.ranked) >= need.min_nodes or not need.may_fall_back_to_cpu:
-        return Selection(request, ranking, need.min_nodes, need.max_nodes)
+    if cpu_fallback and need.may_fall_back_to_cpu:
+        ranking = None
+    else:
+        ranking = rank(request)
+        if cpu_fallback is False or len(ranking.ranked) >= need.min_nodes \
+                or not need.may_fall_back_to_cpu:
+            return Selection(request, ranking, need.min_nodes, need.max_nodes)
     cpu = Request(need_vram_mib=0, gpus=0, purpose=Purpose.TRAIN, precision=need.precision,
                   needs_overlay=overlay)
-    return Selection(cpu, rank(cpu), need.min_nodes, need.max_nodes, gpu_ranking=ranking)
+    return Selection(cpu, rank(cpu), need.min_nodes, need.max_nodes,
+                     gpu_ranking=ranking or Ranking([], []))
+
+
+def hardware_only(view: NodeView) -> NodeView:
+    """``view`` as if the node were online, idle and shared: what its hardware could take
+    once its friend and the queue allow. A request no such view fits never will."""
+    # a spoke not heard from (the node is offline) may well come up; one that reported an
+    # error is a configuration to fix, not a wait
+    spoke = replace(view.spoke, reported=True, up=True) \
+        if view.spoke.ip and not view.spoke.reported else view.spoke
+    return replace(view, status=NodeStatus.ONLINE, agent_state=AgentState.AVAILABLE,
+                   policy=replace(view.policy, paused=False, schedule=""), held=NOTHING_HELD,
+                   thermal_events=(), tasks=TaskHistory(), spoke=spoke)
 
 
 def select_for_serving(views: Iterable[NodeView], need_mib: int, replicas: int, now: float,

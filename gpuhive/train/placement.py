@@ -38,6 +38,9 @@ class Candidate:
     # why the overlay cannot carry this node's ranks while the controller runs it ("": it
     # can, or the controller runs no overlay)
     overlay_problem: str = ""
+    node_id: str = ""
+    gpu_indices: tuple[int, ...] = ()  # the GPUs ranking chose (the job holds these)
+    vendor: str = "nvidia"  # of its GPUs: how processes are pinned to them
 
 
 def need_of(spec: JobSpec, overlay: bool) -> TrainNeed:
@@ -60,13 +63,19 @@ def rank_command(spec: JobSpec) -> str:
     return shlex.join(argv)
 
 
-def not_enough_nodes(spec: JobSpec, sel: Selection) -> PlacementError:
-    ranked = sel.ranking.ranked
+def not_enough_nodes(spec: JobSpec, sel: Selection, *, ever: bool = False) -> PlacementError:
+    """``ever``: judged on the nodes' hardware alone, so waiting would not help."""
+    ranked = len(sel.ranking.ranked)
     reasons = "; ".join(f"{e.name}: {e.reasons[0].message}"
                         for e in sel.ranking.excluded[:5] if e.reasons)
-    return PlacementError(f"the job needs {spec.min_nodes} node(s) but only {len(ranked)} "
-                          "can take it" + (f" ({reasons})" if reasons else ""),
-                          hint=f"`{rank_command(spec)}` shows why each node is left out")
+    hint = f"`{rank_command(spec)}` shows why each node is left out"
+    if not ever:
+        return PlacementError(f"the job needs {spec.min_nodes} node(s) but only {ranked} "
+                              "can take it" + (f" ({reasons})" if reasons else ""), hint=hint)
+    return PlacementError(f"the job needs {spec.min_nodes} node(s) but only {ranked} could "
+                          "ever take it" + (f" ({reasons})" if reasons else ""),
+                          hint=hint + "; ask less of each node (--gpus-per-node, --min-vram)"
+                          " or enroll more")
 
 
 def candidates(sel: Selection, nodes: list[NodeRecord], overlay: bool) -> list[Candidate]:
@@ -81,8 +90,15 @@ def candidates(sel: Selection, nodes: list[NodeRecord], overlay: bool) -> list[C
             node.name, len(r.gpu_indices) if gpu_job else 0,
             spoke.ip if spoke.usable else None, spoke.iface if spoke.usable else None,
             host_of(node.public_addr), sw.torch if sw else None, sw.nccl if sw else None,
-            overlay_problem=spoke.problem() if overlay else ""))
+            overlay_problem=spoke.problem() if overlay else "", node_id=node.id,
+            gpu_indices=tuple(r.gpu_indices) if gpu_job else (),
+            vendor=_vendor(node)))
     return out
+
+
+def _vendor(node: NodeRecord) -> str:
+    gpus = node.hardware.gpus if node.hardware else []
+    return gpus[0].vendor if gpus else "cpu"
 
 
 def processes_per_node(spec: JobSpec, chosen: list[Candidate]) -> tuple[int, str]:

@@ -17,6 +17,11 @@ job.yaml schema (every key optional except ``script``; flags override the file):
     sync_every: 50                 # DiLoCo H
     compress: bf16                 # none | bf16 | fp16 | powersgd (default: the mode's own)
     env: {KEY: value}              # extra environment for the script
+    wait: true                     # queue until the nodes are free (false: fail at once)
+    queue_timeout: 30m             # give up after this long in the queue (default: never)
+    priority: 0                    # higher is placed first; FIFO within a priority
+    requeue: false                 # back to the queue when a friend's window closes on it
+    grace: 60                      # seconds between SIGTERM and SIGKILL when stopped early
 
 Unknown keys and bad values raise ``ConfigError`` naming the key and, for a job.yaml,
 where it is (``path:line:column``); so do YAML syntax errors and a key given twice.
@@ -57,6 +62,11 @@ class JobSpec:
     sync_every: int = 50
     compress: str = ""  # "": ddp sends fp32 gradients, diloco bf16 pseudo-gradients
     env: dict[str, str] = field(default_factory=dict)
+    wait: bool = True
+    queue_timeout_s: float | None = None  # None: wait as long as it takes
+    priority: int = 0
+    requeue: bool = False
+    grace_s: int = 60
 
     @property
     def elastic(self) -> bool:
@@ -90,7 +100,8 @@ def parse_nodes(text: str | int) -> tuple[int, int]:
 
 
 _KEYS = {"script", "args", "workdir", "nodes", "gpus_per_node", "min_vram", "backend",
-         "requirements", "max_restarts", "name", "mode", "sync_every", "compress", "env"}
+         "requirements", "max_restarts", "name", "mode", "sync_every", "compress", "env",
+         "wait", "queue_timeout", "priority", "requeue", "grace"}
 
 
 def build_spec(values: dict[str, Any], source: str = "flags",
@@ -162,12 +173,53 @@ def build_spec(values: dict[str, Any], source: str = "flags",
     requirements = values.get("requirements")
     if requirements is not None and not isinstance(requirements, str):
         raise bad("requirements", "must be a file path")
+    queueing = _queueing(values, bad)
     return JobSpec(script=script, args=[str(a) for a in args],
                    workdir=str(values.get("workdir") or "."), min_nodes=lo, max_nodes=hi,
                    gpus_per_node=gpus_per_node, min_vram_mib=vram, backend=picked["backend"],
                    requirements=requirements, max_restarts=max_restarts, name=name,
                    mode=picked["mode"], sync_every=sync_every, compress=picked["compress"],
-                   env={k: str(v) for k, v in env.items()})
+                   env={k: str(v) for k, v in env.items()}, **queueing)
+
+
+def _queueing(values: dict[str, Any], bad: Any) -> dict[str, Any]:
+    """The queue keys: wait, queue_timeout (seconds or 90s/10m/2h), priority, requeue,
+    grace."""
+    out: dict[str, Any] = {}
+    for key in ("wait", "requeue"):
+        v = values.get(key, key == "wait")
+        if not isinstance(v, bool):
+            raise bad(key, "must be true or false")
+        out[key] = v
+    timeout = values.get("queue_timeout")
+    if timeout is not None:
+        seconds = parse_seconds(timeout)
+        if seconds is None or seconds <= 0:
+            raise bad("queue_timeout", "must be a duration like 90, 90s, 10m or 2h")
+        out["queue_timeout_s"] = seconds
+    priority = values.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or \
+            not -1000 <= priority <= 1000:
+        raise bad("priority", "must be a whole number from -1000 to 1000")
+    out["priority"] = priority
+    grace = values.get("grace", 60)
+    grace_s = parse_seconds(grace)
+    if grace_s is None or not 0 <= grace_s <= 3600:
+        raise bad("grace", "must be 0 to 3600 seconds")
+    out["grace_s"] = int(grace_s)
+    return out
+
+
+def parse_seconds(value: object) -> float | None:
+    """90, "90", "90s", "10m", "2h" → seconds; anything else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", str(value))
+    if not m:
+        return None
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def load_job_file(path: Path, overrides: dict[str, Any]) -> JobSpec:

@@ -33,6 +33,7 @@ from gpuhive.errors import ConfigError, JobAlreadyEnded
 from gpuhive.testing import FakeNode, FakeNodes, Script
 from gpuhive.testing.registry import NOW, enroll_agent, machine
 from gpuhive.train import sync
+from gpuhive.train.placement import PlacementError
 
 DISK = r"df -Pk"
 LISTEN = r"s\.listen\(64\)"
@@ -151,8 +152,13 @@ def test_submit_places_syncs_builds_checks_launches_and_records_each_exit(
     assert sorted(job["nodes"]) == ["alice", "bob"]
     assert hive.nodes["carol"].calls == [] and hive.nodes["dave"].calls == []
     assert job["exits"] == {"alice": 0, "bob": 0} and job["lost"] == {}
-    assert kinds(job) == ["queued", "preflight", "synced", "environment", "torch", "started",
-                          "node_done", "node_done", "cleaned", "succeeded"]
+    assert kinds(job) == ["queued", "placed", "preflight", "synced", "environment", "torch",
+                          "started", "node_done", "node_done", "cleaned", "succeeded"]
+    # each node held one GPU from placement until the sweep confirmed it clean
+    assert {h["node"]: h["gpus"] for h in job["holdings"]} == {"alice": [0], "bob": [0]}
+    assert all(h["released_at"] and h["release_reason"] == "its processes are gone (swept)"
+               for h in job["holdings"])
+    assert hive.jobs.holdings.live() == []
     host, other = job["nodes"]
     port = int(job["launch"]["rendezvous"].split(":")[1])
     assert job["launch"] == {"backend": "nccl", "nproc_per_node": 1,
@@ -171,7 +177,7 @@ def test_submit_places_syncs_builds_checks_launches_and_records_each_exit(
     with tarfile.open(fileobj=io.BytesIO(bundle.data)) as tar:
         names = tar.getnames()
     assert {"train.py", "requirements.txt", "data.bin"} <= set(names)
-    synced = job["events"][2]["detail"]
+    synced = job["events"][3]["detail"]
     assert synced.startswith(f"code {bundle.short}: ") and "sent to 2 of 2 node(s)" in synced
     for name in (host, other):
         (received,) = hive.nodes[name].ran(RECEIVE)
@@ -185,8 +191,8 @@ def test_submit_places_syncs_builds_checks_launches_and_records_each_exit(
         assert f'envs/{digest}/bin/python' in check.command
         (swept,) = hive.nodes[name].ran(SWEEP)
         assert f"GPUHIVE_JOB_ID={job['id']}" in swept.command
-    assert f"venv {digest}: alice built, bob built" in job["events"][3]["detail"]
-    assert job["events"][4]["detail"] == (f"torch 2.13.0 imports in the job's venv {digest} "
+    assert f"venv {digest}: alice built, bob built" in job["events"][4]["detail"]
+    assert job["events"][5]["detail"] == (f"torch 2.13.0 imports in the job's venv {digest} "
                                           "on every node")
 
     # one torchrun per node: same rendezvous, host 1 on the first node, its own address
@@ -214,10 +220,10 @@ def test_code_a_node_already_has_is_not_sent_again(tmp_path: Path) -> None:
     assert job["state"] == "succeeded"
     assert hive.nodes["alice"].ran(RECEIVE) == [] and len(hive.nodes["bob"].ran(RECEIVE)) == 1
     assert re.search(r"sent to 1 of 2 node\(s\); alice already had it$",
-                     job["events"][2]["detail"])
+                     job["events"][3]["detail"])
     # no requirements: no venv, torch checked with the agent's own python
     assert everything_ran(hive) and not any(re.search(ENV, c) for c in everything_ran(hive))
-    assert kinds(job)[3] == "torch" and "the agent's python" in job["events"][3]["detail"]
+    assert kinds(job)[4] == "torch" and "the agent's python" in job["events"][4]["detail"]
 
 
 # ---- list / show -------------------------------------------------------------------------
@@ -228,7 +234,8 @@ def test_list_and_show_by_id_or_name_and_a_mistyped_id_gets_a_suggestion(
     hive = Hive(tmp_path)
 
     async def two() -> tuple[dict[str, Any], dict[str, Any]]:
-        return await hive.run(hive.spec(name="first")), await hive.run(hive.spec(nodes=5))
+        return (await hive.run(hive.spec(name="first")),
+                await hive.run(hive.spec(requirements="missing.txt")))
     first, second = asyncio.run(two())
     listed = hive.jobs.list_jobs()
     assert [j["id"] for j in listed] == [second["id"], first["id"]]  # newest first
@@ -355,7 +362,11 @@ def test_a_node_unreachable_at_preflight_fails_the_job_before_anything_is_sent(
     assert job["state"] == "failed"
     assert job["reason"] == ("a command on node bob failed: cannot open a session to node "
                              "bob: the agent is not connected (see `gpuhive nodes show bob`)")
-    assert kinds(job) == ["queued", "failed"] and job["events"][-1]["detail"] == job["reason"]
+    assert kinds(job) == ["queued", "placed", "failed"]
+    assert job["events"][-1]["detail"] == job["reason"]
+    # nothing ran, so nothing stays held
+    assert job["holdings"] and all(h["release_reason"] == "the job ended before it started"
+                                   for h in job["holdings"])
     ran = everything_ran(hive)
     assert not any(re.search(p, c) for p in (HAVE_CODE, RECEIVE, TORCHRUN) for c in ran)
     assert hive.nodes["alice"].ran(DISK)  # alice was asked; nothing reached bob
@@ -455,14 +466,14 @@ def test_a_requirement_that_fails_to_install_names_the_node_and_pip_s_words(
                    for c in everything_ran(hive))
 
 
-def test_too_few_nodes_fails_at_once_and_says_how_to_see_why(tmp_path: Path) -> None:
+def test_more_nodes_than_could_ever_fit_is_refused_at_submit(tmp_path: Path) -> None:
     hive = Hive(tmp_path)
-    # two nodes fit on GPUs, all four on CPUs (gloo): five fit nowhere
-    job = asyncio.run(hive.run(hive.spec(nodes=5)))
-    assert job["state"] == "failed" and job["nodes"] == []
-    assert job["reason"].startswith("the job needs 5 node(s) but only 4 can take it")
-    assert "`gpuhive nodes rank --for train --nodes 5 --min-vram 12G`" in job["reason"]
-    assert everything_ran(hive) == []
+    # two nodes fit on GPUs, all four on CPUs (gloo): five fit nowhere, ever
+    with pytest.raises(PlacementError) as exc:
+        hive.jobs.submit(hive.spec(nodes=5))
+    assert exc.value.message.startswith("the job needs 5 node(s) but only 4 could ever take it")
+    assert "`gpuhive nodes rank --for train --nodes 5 --min-vram 12G`" in exc.value.hint
+    assert hive.jobs.list_jobs() == [] and everything_ran(hive) == []
 
 
 def test_a_torch_that_will_not_import_on_one_node_is_named(tmp_path: Path) -> None:

@@ -414,3 +414,40 @@ def test_the_gateway_routes_to_a_ready_replica_through_its_forward(tmp_path: Pat
     replica_id = f"{MODEL}@alice#0"
     assert hive.health[replica_id].in_flight == 0  # the pool's view the controller reads
     assert hive.health[replica_id].latency_ms is not None
+
+
+def test_each_replica_holds_its_memory_until_its_worker_is_gone(tmp_path: Path) -> None:
+    hive = Hive(tmp_path)
+
+    async def go() -> list[Any]:
+        await hive.serving.start(MODEL, replicas=2)
+        await until(ready_on(hive, "alice", "bob"), "ready")
+        live = hive.serving.holdings.live()
+        await hive.serving.stop(MODEL)
+        return live
+    live = asyncio.run(go())
+    need = live[0].ram_mib
+    assert sorted((h.node, h.kind.value, h.gpus) for h in live) == [
+        ("alice", "replica", ()), ("bob", "replica", ())]  # CPU nodes: RAM, no GPU
+    assert need > 0 and all(h.ram_mib == need and h.processes == 1 for h in live)
+    assert hive.serving.holdings.live() == []
+    released = [hive.serving.holdings.of(h.owner, include_released=True)[0] for h in live]
+    assert {h.release_reason for h in released} == {"the replica stopped"}
+    # the worker is tagged, so the agent can say what runs on it
+    (worker,) = hive.nodes["alice"].ran(WORKER)
+    alice = next(h.owner for h in live if h.node == "alice")
+    assert f"GPUHIVE_REPLICA_ID='{alice}'" in worker.command
+    assert f"GPUHIVE_MODEL={MODEL}" in worker.command
+
+
+def test_a_crashed_engine_counts_against_its_node(tmp_path: Path) -> None:
+    hive = Hive(tmp_path, ("alice",))
+    hive.nodes["alice"].on(WORKER, Script().out(status("starting", 8100)).exit(139))
+
+    async def go() -> None:
+        await hive.serving.start(MODEL)
+        await until(ended(hive, "alice"), "the worker's exit")
+    asyncio.run(go())
+    tasks = hive.registry.get_node("alice").tasks
+    assert len(tasks["failed"]) == 1
+    assert hive.serving.holdings.live() == [] and hive.serving.reconcile() == []

@@ -83,3 +83,23 @@ def test_show_of_a_job_that_never_started() -> None:
     text = "\n".join(jobs_view.show_lines(job, NOW))
     assert "none placed (asked for 2:5)" in text and "before starting" in text
     assert "exit codes" not in text and "backend" not in text
+
+
+def test_a_queued_job_shows_its_place_and_what_it_waits_for() -> None:
+    job = _job(state="queued", nodes=[], started_at=None, ended_at=None, queue_position=2,
+               reason="needs 2 nodes with 1 free GPU; 1 qualifies; friend3: the agent is paused",
+               events=[{"at": NOW - 5, "event": "queued", "detail": "train.py on 2 node(s)"}],
+               exits={}, launch={})
+    row = jobs_view.list_row(job, NOW)
+    assert row[6].startswith("#2 in the queue: needs 2 nodes with 1 free GPU")
+    text = "\n".join(jobs_view.show_lines(job, NOW))
+    assert "queue        #2, priority 0" in text and "friend3: the agent is paused" in text
+
+
+def test_show_lists_what_the_job_held_and_why_it_was_released() -> None:
+    held = [{"node": "friend1", "gpus": [0, 1], "released_at": NOW - 60,
+             "release_reason": "its processes are gone (swept)"},
+            {"node": "friend2", "gpus": [], "released_at": None, "release_reason": ""}]
+    text = "\n".join(jobs_view.show_lines(_job(holdings=held), NOW))
+    assert ("holds        friend1 GPUs 0,1 (released 1m ago: its processes are gone (swept)); "
+            "friend2 CPU (held)") in text

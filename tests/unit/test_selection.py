@@ -191,7 +191,7 @@ def test_nodes_rank_and_the_job_supervisor_choose_the_same(tmp_path: Path) -> No
     two = build_spec({"script": "t.py", "nodes": 2})
     ranked = ops.rank(nodes="2")
     assert ranked["fits"] and ranked["cpu_fallback"]  # CPU nodes: gloo, as train does
-    chosen = sup._select(two)
+    _, chosen = sup.choose(two, ops.views(NOW))
     assert [c.name for c in chosen] == ranked["chosen"] == ["f1", "f2"]
     assert [c.overlay_ip for c in chosen] == ["10.77.0.2", "10.77.0.3"]
 
@@ -201,6 +201,6 @@ def test_nodes_rank_and_the_job_supervisor_choose_the_same(tmp_path: Path) -> No
     [why] = shown["excluded"]
     assert why["name"] == "f3" and why["reasons"][0]["code"] == "overlay"
     with pytest.raises(PlacementError) as exc:
-        sup._select(three)
+        sup.choose(three, ops.views(NOW))
     assert "Address already in use" in exc.value.message
     assert "`gpuhive nodes rank --for train --nodes 3`" in exc.value.hint
