@@ -17,6 +17,11 @@
 * ``compute_capability``: fp16 training needs NVIDIA compute capability ≥ 7.0 (bf16: 8.0);
   an unknown capability is looked up in the throughput table, and allowed if still unknown;
 * ``ram``: CPU-only requests (``gpus=0``) need available RAM ≥ need + headroom;
+* ``held``: holdings (``NodeView.held``, core/holdings) leave too few GPUs: a training job
+  takes only GPUs nothing holds, a replica also a GPU other replicas hold (its VRAM then
+  counts what they hold, loaded or not); the friend's ``max_gpus`` counts every held GPU;
+  a CPU-only node runs at most ``OwnerPolicy.cpu_jobs`` training jobs, and RAM counts
+  what its work holds;
 * ``overlay``: with ``Request.needs_overlay`` (the controller runs the overlay and the job
   spans nodes), a node whose WireGuard spoke cannot carry traffic, with the spoke's own
   error (``core/spoke_state``).
@@ -46,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from gpuhive.core.holdings import NOTHING_HELD, NodeHeld
+from gpuhive.core.holdings import NOTHING_HELD, NodeHeld, free_ram_mib
 from gpuhive.core.model import AgentState, GpuInfo, Hardware, NodeStatus
 from gpuhive.core.parse_tables import DriverBlacklist, ThroughputTable
 from gpuhive.core.schedule import local_minute_of, parse_schedule
@@ -194,6 +199,9 @@ class Ranked:
     load: float
     spare_vram_mib: int  # on the tightest chosen GPU, after need + headroom
     key: tuple[Any, ...]
+    # GPUs of the node that could each take the request (free of holdings, within the
+    # friend's max_gpus): what ``--gpus-per-node auto`` may use there
+    free_gpus: int = 0
 
     @property
     def node_id(self) -> str:
@@ -226,7 +234,8 @@ class Ranked:
         return {"node_id": self.node_id, "name": self.name, "gpus": list(self.gpu_indices),
                 "tflops": self.tflops, "capability_class": self.capability_class,
                 "reliability": self.reliability, "load": self.load, "rtt_ms": self.rtt_ms,
-                "spare_vram_mib": self.spare_vram_mib, "why": self.why}
+                "spare_vram_mib": self.spare_vram_mib, "free_gpus": self.free_gpus,
+                "why": self.why}
 
 
 class Excluded:
@@ -339,12 +348,15 @@ _OWNER_PAUSED = Reason("owner_paused", "the friend paused sharing this machine")
 class _Ctx:
     """Per-call constants and memo tables (GPU model facts repeat across thousands of nodes)."""
 
-    __slots__ = ("blacklist", "gpu_memo", "min_cc", "need", "req", "rules", "table")
+    __slots__ = ("blacklist", "exclusive", "gpu_memo", "min_cc", "need", "req", "rules",
+                 "table")
 
     def __init__(self, req: Request, table: ThroughputTable, blacklist: DriverBlacklist,
                  rules: RankRules) -> None:
         self.req, self.table, self.blacklist, self.rules = req, table, blacklist, rules
         self.need = req.need_vram_mib + req.headroom_mib
+        # training jobs hold whole GPUs; serving replicas share one while its VRAM lasts
+        self.exclusive = req.purpose is Purpose.TRAIN
         self.min_cc: tuple[int, int] | None = None
         if req.purpose is Purpose.TRAIN:
             if req.precision == "fp16":
@@ -440,26 +452,44 @@ def _evaluate(node: NodeView, now: float, ctx: _Ctx, collect: bool) -> Ranked | 
 def _cpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason]) -> Ranked | None:
     hw = node.hardware
     req = ctx.req
-    if hw.memory_available_mib < ctx.need:
+    held = node.held
+    avail = hw.memory_available_mib
+    if held is not NOTHING_HELD:
+        if req.purpose is Purpose.TRAIN and held.cpu_jobs >= node.policy.cpu_jobs:
+            reasons.append(Reason(
+                "held", "runs {0} training job(s) without a GPU ({1}); its friend allows {2}",
+                (held.cpu_jobs, ", ".join(held.cpu_job_owners), node.policy.cpu_jobs)))
+            return None
+        avail = free_ram_mib(avail, hw.memory_total_mib, held.ram_mib)
+    if avail < ctx.need:
         reasons.append(Reason(
-            "ram", "{0} MiB RAM available < {1} + {2} MiB headroom",
-            (hw.memory_available_mib, req.need_vram_mib, req.headroom_mib)))
+            "ram", "{0} MiB RAM available < {1} + {2} MiB headroom{3}",
+            (avail, req.need_vram_mib, req.headroom_mib,
+             f" ({held.ram_mib} MiB held by its work)" if held.ram_mib else "")))
         return None
     flags = hw.cpu.flags
     cls = 1 if "avx512f" in flags else 0 if "avx2" in flags else -1
     load = node.load if node.load is not None else min(
         1.0, hw.load_1m / hw.cpu.cores if hw.cpu.cores else 1.0)
-    return _ranked(node, req, (), None, cls, load, hw.memory_available_mib - ctx.need)
+    return _ranked(node, req, (), None, cls, load, avail - ctx.need)
 
 
 def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
                  collect: bool) -> Ranked | None:
     """Pick the GPUs for the request, or add why not to ``reasons`` and return None."""
     req = ctx.req
-    gpus = node.hardware.gpus
+    gpus: Sequence[GpuInfo] = node.hardware.gpus
     pol = node.policy
     want = req.gpus
+    held = node.held
+    shared: dict[int, int] = held.shared_mib
     cap = len(gpus) if pol.max_gpus is None else min(len(gpus), max(0, pol.max_gpus))
+    if held is not NOTHING_HELD and cap >= want:
+        gpus, cap = _unheld(gpus, held, pol, ctx.exclusive)
+        if cap < want:
+            if collect:
+                reasons.append(_held_reason(node, held, pol, want))
+            return None
     if cap < want:
         if collect:
             for g in gpus:
@@ -496,7 +526,10 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
                 return None
             if bad not in bad_drivers:
                 bad_drivers.append(bad)
-        offer = g.memory_total_mib - g.memory_used_mib - reserve
+        used = g.memory_used_mib
+        if shared and g.index in shared and shared[g.index] > used:
+            used = shared[g.index]  # a replica's model counts before it has loaded
+        offer = g.memory_total_mib - used - reserve
         if offer > best_offer:
             best_offer = offer
         if low_cc is not None:
@@ -555,7 +588,45 @@ def _gpu_verdict(node: NodeView, ctx: _Ctx, reasons: list[Reason],
         else:
             utils = [u[3].utilization_pct for u in usable if u[3].utilization_pct is not None]
             load = (sum(utils) / len(utils) / 100.0) if utils else 0.0
-    return _ranked(node, req, idx, tf_min or None, capability_class(tf_min), load, spare)
+    return _ranked(node, req, idx, tf_min or None, capability_class(tf_min), load, spare,
+                   min(n_usable, cap))
+
+
+def _unheld(gpus: Sequence[GpuInfo], held: NodeHeld, pol: OwnerPolicy,
+            exclusive: bool) -> tuple[Sequence[GpuInfo], int]:
+    """The GPUs holdings leave for a request, and how many of them it may use at once.
+
+    Jobs (``exclusive``) take only GPUs nothing holds; replicas also share a GPU other
+    replicas hold, while its VRAM lasts. The friend's ``max_gpus`` counts every GPU held
+    by anything: a replica may join a GPU already counted, not start a new one past it.
+    """
+    taken = held.exclusive
+    busy = held.shared_mib
+    if exclusive:
+        left = [g for g in gpus if g.index not in taken and g.index not in busy]
+    else:
+        left = [g for g in gpus if g.index not in taken]
+    if pol.max_gpus is None:
+        return left, len(left)
+    budget = max(0, pol.max_gpus - held.gpus_in_use)
+    if exclusive:
+        return left, min(len(left), budget)
+    joined = [g for g in left if g.index in busy]
+    if budget == 0:
+        return joined, len(joined)
+    return left, min(len(left), budget + len(joined))
+
+
+def _held_reason(node: NodeView, held: NodeHeld, pol: OwnerPolicy, want: int) -> Reason:
+    """Why holdings leave too few GPUs: each held GPU and what holds it."""
+    idx = sorted(held.exclusive.keys() | held.shared_mib.keys())
+    who = "; ".join(f"GPU {i} held by {held.holder_of(i)}" for i in idx)
+    total = len(node.hardware.gpus)
+    if pol.max_gpus is not None and pol.max_gpus < total:
+        return Reason("held", "{0} of the {1} GPU(s) its friend shares are held ({2}); "
+                              "request needs {3} free", (len(idx), pol.max_gpus, who, want))
+    return Reason("held", "{0} of its {1} GPU(s) are held ({2}); request needs {3} free",
+                  (len(idx), total, who, want))
 
 
 def _usable_key(u: tuple[float, int, int, GpuInfo]) -> tuple[float, int, int]:
@@ -563,7 +634,7 @@ def _usable_key(u: tuple[float, int, int, GpuInfo]) -> tuple[float, int, int]:
 
 
 def _ranked(node: NodeView, req: Request, idx: tuple[int, ...], tflops: float | None,
-            cls: int, load: float, spare: int) -> Ranked:
+            cls: int, load: float, spare: int, free_gpus: int = 0) -> Ranked:
     rel = node.reliability
     rtt = node.rtt_ms
     key = (
@@ -575,7 +646,7 @@ def _ranked(node: NodeView, req: Request, idx: tuple[int, ...], tflops: float | 
         node.name,
         node.node_id,
     )
-    return Ranked(node, idx, tflops, cls, load, spare, key)
+    return Ranked(node, idx, tflops, cls, load, spare, key, free_gpus)
 
 
 def rank_nodes(nodes: Iterable[NodeView], request: Request, now: float, *,
