@@ -90,6 +90,7 @@ class _Placed:
     nproc: int
     backend: str
     holdings: list[Holding]
+    note: str = ""  # ``--gpus-per-node auto``: how many GPUs each node runs, and why
 
 
 class JobSupervisor:
@@ -111,6 +112,9 @@ class JobSupervisor:
         self.waiting: dict[str, _Waiting] = {}
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
+        # job → node → why its part is being stopped (its friend took the machine back)
+        self._leaving: dict[str, dict[str, str]] = {}
+        self._side: set[asyncio.Task[None]] = set()
         self.store.interrupted(clock())  # queued jobs stay queued: `resume` restarts them
 
     # ---- API --------------------------------------------------------------------------
@@ -206,6 +210,12 @@ class JobSupervisor:
     # ---- one job ----------------------------------------------------------------------
 
     async def _run(self, job: JobRecord, spec: JobSpec) -> None:
+        while await self._attempt(job, spec):  # True: back to the queue (--requeue)
+            self._state(job, "queued")
+
+    async def _attempt(self, job: JobRecord, spec: JobSpec) -> bool:
+        """Queue, place, prepare and run the job once; True when it goes back to the queue
+        (a friend's window closed on it and it asked for ``requeue``)."""
         placed: _Placed | None = None
         launched = False
         try:
@@ -242,7 +252,7 @@ class JobSupervisor:
                 self._event(job, "elastic", launch.elastic_wait_text(spec, len(chosen),
                                                                      last_call))
             launched = True  # from here the sweep decides what is released
-            await self._watch(job, spec, plan, [records[c.name] for c in chosen])
+            return await self._watch(job, spec, plan, [records[c.name] for c in chosen])
         except asyncio.CancelledError:
             if self._stopping and placed is None:
                 raise  # still queued: the next controller picks it up (`resume`)
@@ -256,11 +266,58 @@ class JobSupervisor:
         except Exception as exc:
             log.exception("job %s crashed", job.id)
             self._finish(job, "failed", f"controller error: {exc}")
-
         finally:
+            self._leaving.pop(job.id, None)
             if placed is not None and not launched:
                 # it ended before anything ran under its holdings (preflight, sync…)
                 self._release(job, "the job ended before it started")
+        return False
+
+    # ---- a friend takes the machine back ----------------------------------------------
+
+    async def stop_on(self, node: str, why: str) -> list[str]:
+        """Stop ``node``'s part of every job running there (its friend's window closed, or
+        the friend stopped it): SIGTERM, the job's grace period, then SIGKILL. An elastic job
+        that keeps enough nodes goes on without it; any other job ends, and with
+        ``requeue`` goes back to the queue. Not the node's fault: nothing is recorded
+        against it. Returns the jobs touched."""
+        touched = []
+        for job_id, task in list(self.tasks.items()):
+            if task.done() or job_id in self.waiting:
+                continue
+            rec = self.store.get(job_id)
+            if rec.state != "running" or node not in rec.nodes:
+                continue
+            leaving = self._leaving.setdefault(job_id, {})
+            if node in leaving:
+                continue
+            spec = JobSpec.from_dict(rec.spec)
+            left = [n for n in rec.nodes if n not in leaving and n != node]
+            shrink = spec.elastic and len(left) >= spec.min_nodes
+            targets = [node] if shrink else [n for n in rec.nodes if n not in leaving]
+            for n in targets:
+                leaving[n] = why if n == node else f"stopped with {node} ({why})"
+            self._event(rec, "node_leaving", f"{node}: {why}; " + (
+                f"the job goes on on {len(left)} node(s)" if shrink else
+                f"stopping the job (SIGTERM, {spec.grace_s} s grace)"
+                + ("; it goes back to the queue" if spec.requeue else "")), node=node)
+            touched.append(job_id)
+            records = {n.name: n for n in self.registry.list_nodes()}
+            for n in targets:
+                if n in records:
+                    self._later(self._stop_part(rec, records[n], spec.grace_s))
+        return touched
+
+    async def _stop_part(self, job: JobRecord, node: NodeRecord, grace_s: int) -> None:
+        with contextlib.suppress(GpuhiveError):
+            await within(grace_s + self.options.sweep_s, self.nodes.output(
+                node, launch.sweep_command(job.id, grace_s)), node=node.name,
+                what="stopping the job")
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
 
     # ---- the queue --------------------------------------------------------------------
 
@@ -372,7 +429,11 @@ class JobSupervisor:
         except HoldingConflict as exc:  # another process placed meanwhile
             self._waits(w, exc.message)
             return None
-        return _Placed(chosen, nproc, backend, holdings)
+        note = ""
+        if sel.free_gpus and spec.gpus_per_node is None:
+            note = "auto: " + queueing.summarize_gpus(
+                [(c.name, sel.free_gpus.get(c.name, nproc)) for c in chosen], nproc)
+        return _Placed(chosen, nproc, backend, holdings, note)
 
     def _waits(self, w: _Waiting, reason: str) -> None:
         if reason == w.reason:
@@ -554,7 +615,9 @@ class JobSupervisor:
                     f"{'every node' if len(nodes) > 1 else nodes[0].name}")
 
     async def _watch(self, job: JobRecord, spec: JobSpec, plan: launch.LaunchPlan,
-                     nodes: list[NodeRecord]) -> None:
+                     nodes: list[NodeRecord]) -> bool:
+        """Run the job's torchrun on every node until it ends; True when it goes back to
+        the queue (``requeue``, a friend's window closed on it)."""
         job_dir = self.jobs_dir / job.id
         (job_dir / "nodes").mkdir(parents=True, exist_ok=True)
         out = (job_dir / "output.log").open("a", buffering=1)
@@ -583,12 +646,21 @@ class JobSupervisor:
             for n in nodes}
         alive = set(tasks)
         failed: list[str] = []
+        stopped: list[str] = []  # parts stopped because a friend took the machine back
         faults: dict[str, str] = {}  # node → what the node did wrong
         try:
             for done in asyncio.as_completed(list(tasks.values())):
                 res = await done
                 alive.discard(res.node)
-                if res.exit_status is None:
+                leaving = self._leaving.get(job.id, {})
+                if res.node in leaving and res.exit_status != 0:
+                    # its friend took the machine back: not a failure of the node
+                    left = leaving[res.node]
+                    self._event(job, "node_left", f"{res.node}: {left}", node=res.node,
+                                left=left)
+                    if not (spec.elastic and len(alive) >= spec.min_nodes):
+                        stopped.append(f"{res.node} stopped: {left}")
+                elif res.exit_status is None:
                     self._event(job, "node_lost", f"{res.node}: {res.error}; "
                                 f"{len(alive)} node(s) left", node=res.node,
                                 lost=res.error or "the session ended without an exit status")
@@ -624,18 +696,37 @@ class JobSupervisor:
         # only what the node itself did wrong counts against it; the script's own failure
         # is the job's (issue 12, part 8)
         outcomes: dict[str, bool] = {}
+        # a friend who stopped the work (`agent pause --now`) shows paused by now (the
+        # sweep took a heartbeat or more): what broke there is not the machine's fault
+        paused = self._paused_now({n.name for n in nodes})
+        for name in paused:
+            faults.pop(name, None)
+            for i, why in enumerate(failed):
+                if why.startswith(name + " "):
+                    stopped.append(f"{name} stopped by its friend (agent pause)")
+                    failed[i] = ""
+        failed = [f for f in failed if f]
         for n in nodes:
             fault = faults.get(n.name)
             if fault is not None:
                 outcomes[n.name] = False
                 self._event(job, "node_fault", f"{n.name}: {fault}", node=n.name, fault=fault)
-            elif not failed:
+            elif not failed and not stopped:
                 outcomes[n.name] = True
-        if failed:
-            self._finish(job, "failed", "; ".join(failed), outcomes)
+        if stopped and not failed and spec.requeue:
+            outcomes = {n: ok for n, ok in outcomes.items() if not ok}  # no credit either
+            self._event(job, "requeued", "; ".join(stopped) + "; back in the queue")
+            return True
+        if failed or stopped:
+            self._finish(job, "failed", "; ".join(failed + stopped), outcomes)
         else:
             self._finish(job, "succeeded", "", outcomes,
                          detail=success_text(job, self.clock()))
+        return False
+
+    def _paused_now(self, names: set[str]) -> set[str]:
+        return {n.name for n in self.registry.list_nodes()
+                if n.name in names and n.agent_state in ("paused", "draining")}
 
     async def _sweep(self, job: JobRecord, nodes: list[NodeRecord]) -> None:
         """Make sure nothing of the job is left on its nodes; each node that confirms it
@@ -688,7 +779,8 @@ def _placed_text(placed: _Placed) -> str:
     parts = [f"{h.node} GPU{'s' if len(h.gpus) != 1 else ''} {','.join(map(str, h.gpus))}"
              if h.gpus else f"{h.node} (CPU)" for h in placed.holdings]
     return (f"holds {'; '.join(parts)} ({placed.nproc} process"
-            f"{'es' if placed.nproc != 1 else ''} per node, {placed.backend})")
+            f"{'es' if placed.nproc != 1 else ''} per node, {placed.backend})"
+            + (f"; {placed.note}" if placed.note else ""))
 
 
 def success_text(job: JobRecord, now: float) -> str:

@@ -14,8 +14,8 @@ Either way the best ``take`` ranked nodes are chosen, and it fits with at least 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gpuhive.core.holdings import NOTHING_HELD
@@ -68,6 +68,9 @@ class Selection:
     need: int
     take: int
     gpu_ranking: Ranking | None = None
+    # ``--gpus-per-node auto``: each eligible node's free GPUs (name → count), from which
+    # the GPUs per node were chosen; empty otherwise
+    free_gpus: dict[str, int] = field(default_factory=dict)
 
     @property
     def chosen(self) -> list[Ranked]:
@@ -89,6 +92,8 @@ class Selection:
                "need": self.need, "take": self.take, "fits": self.fits,
                "chosen": [c.name for c in self.chosen],
                "cpu_fallback": self.fell_back_to_cpu, **self.ranking.to_dict()}
+        if self.free_gpus:
+            out["free_gpus"] = dict(self.free_gpus)
         if self.gpu_ranking is not None:
             out["gpu_excluded"] = [e.to_dict() for e in self.gpu_ranking.excluded]
         return out
@@ -118,13 +123,40 @@ def select_for_training(views: Iterable[NodeView], need: TrainNeed, now: float, 
         ranking = None
     else:
         ranking = rank(request)
-        if cpu_fallback is False or len(ranking.ranked) >= need.min_nodes \
-                or not need.may_fall_back_to_cpu:
+        fits = len(ranking.ranked) >= need.min_nodes
+        if fits and need.wants_gpu and need.gpus_per_node is None:
+            return _every_free_gpu(rank, request, ranking, need)
+        if cpu_fallback is False or fits or not need.may_fall_back_to_cpu:
             return Selection(request, ranking, need.min_nodes, need.max_nodes)
     cpu = Request(need_vram_mib=0, gpus=0, purpose=Purpose.TRAIN, precision=need.precision,
                   needs_overlay=overlay)
     return Selection(cpu, rank(cpu), need.min_nodes, need.max_nodes,
                      gpu_ranking=ranking or Ranking([], []))
+
+
+def best_split(free: list[int], lo: int, hi: int) -> tuple[int, int]:
+    """(nodes, GPUs per node) that run the most GPUs when every node must run the same
+    count (torchrun's rule): the best ``k`` nodes in ``lo..hi`` times the fewest free among
+    them. Ties go to fewer nodes (the same GPUs, less traffic between machines)."""
+    ranked = sorted(free, reverse=True)
+    best = (0, 0)
+    for k in range(max(1, lo), min(hi, len(ranked)) + 1):
+        per = ranked[k - 1]
+        if k * per > best[0] * best[1]:
+            best = (k, per)
+    return best
+
+
+def _every_free_gpu(rank: Callable[[Request], Ranking], one: Request, ranking: Ranking,
+                    need: TrainNeed) -> Selection:
+    """``--gpus-per-node auto``: every free GPU of the chosen nodes (see ``best_split``);
+    ranking again at that count picks the GPUs on each node."""
+    free = {r.name: max(1, r.free_gpus) for r in ranking.ranked}
+    nodes, per = best_split(list(free.values()), need.min_nodes, need.max_nodes)
+    if per <= 1:
+        return Selection(one, ranking, need.min_nodes, need.max_nodes, free_gpus=free)
+    request = replace(one, gpus=per)
+    return Selection(request, rank(request), need.min_nodes, nodes, free_gpus=free)
 
 
 def hardware_only(view: NodeView) -> NodeView:

@@ -241,7 +241,10 @@ def test_list_and_show_by_id_or_name_and_a_mistyped_id_gets_a_suggestion(
     assert [j["id"] for j in listed] == [second["id"], first["id"]]  # newest first
     assert [j["state"] for j in listed] == ["failed", "succeeded"]
     assert hive.jobs.show("first") == first == listed[1]
-    typo = first["id"][:-2] + first["id"][-1] + first["id"][-2]
+    # swap the last two characters (or, when they are equal, change the last one)
+    jid = first["id"]
+    typo = jid[:-2] + jid[-1] + jid[-2] if jid[-1] != jid[-2] else \
+        jid[:-1] + ("0" if jid[-1] != "0" else "1")
     with pytest.raises(JobNotFound, match=f"no job '{typo}'") as e:
         hive.jobs.show(typo)
     assert f"did you mean {first['id']}?" in e.value.hint

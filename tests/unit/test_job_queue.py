@@ -240,3 +240,114 @@ def test_only_machine_faults_count_against_the_node(exit_status: int | None, tai
     from gpuhive.train.failure import node_fault
     got = node_fault(exit_status, tail)
     assert (got is None) if fault is None else (got is not None and got.startswith(fault))
+
+
+WINDOW = "its friend's sharing window closed"
+
+
+def stoppable(hive: Hive, names: tuple[str, ...], after_stop: int = 143) -> dict[str, Any]:
+    """torchrun on ``names`` runs until that node's job processes are swept (as the reaper
+    would SIGTERM them), then exits ``after_stop``; the second run on a node exits 0."""
+    state: dict[str, Any] = {"runs": {n: 0 for n in names}, "events": {}}
+    for name in names:
+        ev = asyncio.Event()
+        state["events"][name] = ev
+
+        def run(call: Any, name: str = name, ev: asyncio.Event = ev) -> Script:
+            state["runs"][name] += 1
+            if state["runs"][name] > 1:
+                return Script().err("[rank0]:again").exit(0)
+            return Script().err("[rank0]:working").wait_for(ev).exit(after_stop)
+
+        def sweep(call: Any, ev: asyncio.Event = ev) -> str:
+            ev.set()
+            return "found 1 killed 0"
+        hive.nodes[name].on(TORCHRUN, run)
+        hive.nodes[name].on(SWEEP, sweep)
+    return state
+
+
+def test_a_closing_window_stops_a_fixed_job_with_its_grace_and_requeues_it(
+        tmp_path: Path) -> None:
+    hive = queued_hive(tmp_path)
+    state = stoppable(hive, ("alice", "bob"))
+
+    async def go() -> dict[str, Any]:
+        job = hive.jobs.submit(hive.spec(requeue=True, grace=45))
+        await state_of(hive, job["id"], "running")
+        assert await hive.jobs.stop_on("alice", WINDOW) == [job["id"]]
+        assert await hive.jobs.stop_on("alice", WINDOW) == []  # once is enough
+        await asyncio.wait_for(asyncio.shield(hive.jobs.tasks[job["id"]]), 10)
+        return hive.jobs.show(job["id"])
+    job = asyncio.run(go())
+    assert job["state"] == "succeeded"
+    assert state["runs"] == {"alice": 2, "bob": 2}  # stopped once, then run again
+    k = kinds(job)
+    assert k.count("node_left") == 2 and "requeued" in k and k.count("placed") == 2
+    requeued = next(e for e in job["events"] if e["event"] == "requeued")
+    assert requeued["detail"].startswith(f"alice stopped: {WINDOW}")
+    # SIGTERM with the job's own grace, on both nodes (a fixed-size job cannot shrink)
+    for name in ("alice", "bob"):
+        grace = [c for c in hive.nodes[name].ran(SWEEP) if c.command.endswith(" 45")]
+        assert len(grace) == 1
+        # a friend taking the machine back is not the machine failing
+        assert hive.registry.get_node(name).tasks["failed"] == []
+
+
+def test_a_closing_window_shrinks_an_elastic_job(tmp_path: Path) -> None:
+    hive = queued_hive(tmp_path)
+    stoppable(hive, ("alice",))
+    release = asyncio.Event()
+    hive.nodes["bob"].on(TORCHRUN, Script().err("[rank1]:working").wait_for(release).exit(0))
+
+    async def go() -> dict[str, Any]:
+        job = hive.jobs.submit(hive.spec(nodes="1:2"))
+        await state_of(hive, job["id"], "running")
+        await hive.jobs.stop_on("alice", WINDOW)
+        await until(lambda: "node_left" in kinds(hive.jobs.show(job["id"])), "alice left")
+        assert hive.jobs.show(job["id"])["state"] == "running"
+        release.set()
+        await asyncio.wait_for(asyncio.shield(hive.jobs.tasks[job["id"]]), 10)
+        return hive.jobs.show(job["id"])
+    job = asyncio.run(go())
+    assert job["state"] == "succeeded" and "requeued" not in kinds(job)
+    assert not [c for c in hive.nodes["bob"].ran(SWEEP) if c.command.endswith(" 60")]
+    assert hive.registry.get_node("alice").tasks.get("failed", []) == []
+
+
+def test_without_requeue_a_stopped_job_fails_saying_why(tmp_path: Path) -> None:
+    hive = queued_hive(tmp_path)
+    stoppable(hive, ("alice", "bob"))
+
+    async def go() -> dict[str, Any]:
+        job = hive.jobs.submit(hive.spec())
+        await state_of(hive, job["id"], "running")
+        await hive.jobs.stop_on("bob", WINDOW)
+        await asyncio.wait_for(asyncio.shield(hive.jobs.tasks[job["id"]]), 10)
+        return hive.jobs.show(job["id"])
+    job = asyncio.run(go())
+    assert job["state"] == "failed" and f"bob stopped: {WINDOW}" in job["reason"]
+    assert "node_fault" not in kinds(job)
+
+
+def test_work_a_friend_stopped_with_pause_now_is_not_the_node_failing(tmp_path: Path) -> None:
+    hive = queued_hive(tmp_path)
+    stop = asyncio.Event()
+    hive.nodes["alice"].on(TORCHRUN, Script().err("[rank0]:working").wait_for(stop).err(
+        "Signal 9 (SIGKILL) received by PID 77").exit(1))
+    hive.nodes["bob"].on(TORCHRUN, Script().err("[rank1]:working").hang())
+
+    async def go() -> dict[str, Any]:
+        job = hive.jobs.submit(hive.spec())
+        await state_of(hive, job["id"], "running")
+        alice = hive.registry.get_node("alice")
+        # the friend ran `agent pause --now`: its heartbeat says paused, its processes die
+        hive.registry.save_heartbeats([(alice.id, NOW, "paused", None, None)])
+        stop.set()
+        await asyncio.wait_for(asyncio.shield(hive.jobs.tasks[job["id"]]), 10)
+        return hive.jobs.show(job["id"])
+    job = asyncio.run(go())
+    assert job["state"] == "failed"
+    assert "alice stopped by its friend (agent pause)" in job["reason"]
+    assert "node_fault" not in kinds(job)
+    assert hive.registry.get_node("alice").tasks.get("failed", []) == []

@@ -204,3 +204,13 @@ def test_nodes_rank_and_the_job_supervisor_choose_the_same(tmp_path: Path) -> No
         sup.choose(three, ops.views(NOW))
     assert "Address already in use" in exc.value.message
     assert "`gpuhive nodes rank --for train --nodes 3`" in exc.value.hint
+
+
+def test_best_split_runs_the_most_gpus_at_one_count_per_node() -> None:
+    from gpuhive.core.selection import best_split
+    assert best_split([4, 2, 2], 1, 3) == (3, 2)  # 6 GPUs beat 4 on one node
+    assert best_split([4, 1, 1], 1, 3) == (1, 4)
+    assert best_split([2, 1], 1, 2) == (1, 2)  # a tie: fewer nodes, less traffic
+    assert best_split([8, 8, 1], 3, 3) == (3, 1)  # a fixed size takes what the third has
+    assert best_split([4, 4, 2, 2], 2, 4) == (2, 4)  # 8 either way: the fewer nodes
+    assert best_split([4, 4, 2], 2, 3) == (2, 4)  # 8 beats 6
